@@ -1,0 +1,1 @@
+"""The product's code: a pure core (``shared.core``) inside, I/O adapters around it."""

@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by the Dataverse and Marketo clients and their simulators."""

@@ -1,0 +1,89 @@
+"""The one reader of the environment.
+
+Azure App Settings, ``local.settings.json`` (under the Functions host) and the local host all arrive as environment
+variables, so nothing else in the product calls ``os.environ``. Every setting is documented in
+``local.settings.sample.json``; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", populate_by_name=True)
+
+    # --- Which services the product talks to -------------------------------------------------------------
+    target: Literal["simulated", "live"] = Field(
+        default="simulated", validation_alias=AliasChoices("SYNC_TARGET", "target")
+    )
+
+    # --- Dataverse (Dynamics 365) ------------------------------------------------------------------------
+    dataverse_url: str = Field(
+        default="https://contoso.crm.dynamics.com", validation_alias=AliasChoices("DATAVERSE_URL", "dataverse_url")
+    )
+    dataverse_tenant_id: str = Field(default="", validation_alias=AliasChoices("DATAVERSE_TENANT_ID"))
+    dataverse_client_id: str = Field(default="", validation_alias=AliasChoices("DATAVERSE_CLIENT_ID"))
+    dataverse_client_secret: SecretStr = Field(
+        default=SecretStr(""), validation_alias=AliasChoices("DATAVERSE_CLIENT_SECRET")
+    )
+    dataverse_authority_host: str = Field(
+        default="https://login.microsoftonline.com", validation_alias=AliasChoices("DATAVERSE_AUTHORITY_HOST")
+    )
+    dataverse_max_concurrency: int = Field(
+        default=16, ge=1, le=52, validation_alias=AliasChoices("DATAVERSE_MAX_CONCURRENCY")
+    )
+
+    # --- Marketo Engage ----------------------------------------------------------------------------------
+    marketo_base_url: str = Field(
+        default="https://123-ABC-456.mktorest.com", validation_alias=AliasChoices("MARKETO_BASE_URL")
+    )
+    marketo_identity_url: str = Field(default="", validation_alias=AliasChoices("MARKETO_IDENTITY_URL"))
+    marketo_client_id: str = Field(default="", validation_alias=AliasChoices("MARKETO_CLIENT_ID"))
+    marketo_client_secret: SecretStr = Field(
+        default=SecretStr(""), validation_alias=AliasChoices("MARKETO_CLIENT_SECRET")
+    )
+    marketo_calls_per_20s: int = Field(default=100, ge=1, le=100, validation_alias=AliasChoices("MARKETO_CALLS_PER_20S"))
+    marketo_max_concurrency: int = Field(default=10, ge=1, le=10, validation_alias=AliasChoices("MARKETO_MAX_CONCURRENCY"))
+    marketo_headroom: float = Field(default=0.1, ge=0.0, lt=1.0, validation_alias=AliasChoices("MARKETO_HEADROOM"))
+    marketo_daily_quota: int = Field(default=50_000, ge=1, validation_alias=AliasChoices("MARKETO_DAILY_QUOTA"))
+
+    # --- Webhooks in --------------------------------------------------------------------------------------
+    dataverse_webhook_secret: SecretStr = Field(
+        default=SecretStr(""), validation_alias=AliasChoices("DATAVERSE_WEBHOOK_SECRET")
+    )
+    dataverse_webhook_header: str = Field(
+        default="x-sync-secret", validation_alias=AliasChoices("DATAVERSE_WEBHOOK_HEADER")
+    )
+    marketo_webhook_secret: SecretStr = Field(
+        default=SecretStr(""), validation_alias=AliasChoices("MARKETO_WEBHOOK_SECRET")
+    )
+    marketo_webhook_header: str = Field(default="x-sync-secret", validation_alias=AliasChoices("MARKETO_WEBHOOK_HEADER"))
+
+    # --- Service Bus ----------------------------------------------------------------------------------------
+    changes_queue: str = Field(default="sync-changes", validation_alias=AliasChoices("SYNC_CHANGES_QUEUE"))
+    quick_sync_queue: str = Field(default="quick-sync", validation_alias=AliasChoices("QUICK_SYNC_QUEUE"))
+    service_bus_namespace: str = Field(
+        default="", validation_alias=AliasChoices("ServiceBusConnection__fullyQualifiedNamespace")
+    )
+
+    # --- State store ------------------------------------------------------------------------------------------
+    state_store: Literal["table", "sqlite"] = Field(default="sqlite", validation_alias=AliasChoices("STATE_STORE"))
+    state_table_endpoint: str = Field(default="", validation_alias=AliasChoices("STATE_TABLE_ENDPOINT"))
+    state_table_connection_string: SecretStr = Field(
+        default=SecretStr(""), validation_alias=AliasChoices("STATE_TABLE_CONNECTION_STRING")
+    )
+    state_sqlite_path: str = Field(default=".local/state.sqlite3", validation_alias=AliasChoices("STATE_SQLITE_PATH"))
+
+    # --- Mapping -------------------------------------------------------------------------------------------------
+    mapping_file: str = Field(default="config/mapping.json", validation_alias=AliasChoices("SYNC_MAPPING_FILE"))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings are read once per process; tests build ``Settings(...)`` directly instead."""
+    return Settings()
