@@ -47,8 +47,12 @@ class Settings(BaseSettings):
     marketo_client_secret: SecretStr = Field(
         default=SecretStr(""), validation_alias=AliasChoices("MARKETO_CLIENT_SECRET")
     )
-    marketo_calls_per_20s: int = Field(default=100, ge=1, le=100, validation_alias=AliasChoices("MARKETO_CALLS_PER_20S"))
-    marketo_max_concurrency: int = Field(default=10, ge=1, le=10, validation_alias=AliasChoices("MARKETO_MAX_CONCURRENCY"))
+    marketo_calls_per_20s: int = Field(
+        default=100, ge=1, le=100, validation_alias=AliasChoices("MARKETO_CALLS_PER_20S")
+    )
+    marketo_max_concurrency: int = Field(
+        default=10, ge=1, le=10, validation_alias=AliasChoices("MARKETO_MAX_CONCURRENCY")
+    )
     marketo_headroom: float = Field(default=0.1, ge=0.0, lt=1.0, validation_alias=AliasChoices("MARKETO_HEADROOM"))
     marketo_daily_quota: int = Field(default=50_000, ge=1, validation_alias=AliasChoices("MARKETO_DAILY_QUOTA"))
 
@@ -62,7 +66,9 @@ class Settings(BaseSettings):
     marketo_webhook_secret: SecretStr = Field(
         default=SecretStr(""), validation_alias=AliasChoices("MARKETO_WEBHOOK_SECRET")
     )
-    marketo_webhook_header: str = Field(default="x-sync-secret", validation_alias=AliasChoices("MARKETO_WEBHOOK_HEADER"))
+    marketo_webhook_header: str = Field(
+        default="x-sync-secret", validation_alias=AliasChoices("MARKETO_WEBHOOK_HEADER")
+    )
 
     # --- Service Bus ----------------------------------------------------------------------------------------
     changes_queue: str = Field(default="sync-changes", validation_alias=AliasChoices("SYNC_CHANGES_QUEUE"))

@@ -17,12 +17,14 @@ class Backoff:
     budget: float = 60.0
     max_attempts: int = 6
 
-    def delay(self, attempt: int, *, retry_after: float | None = None, rand: Callable[[], float] = random.random) -> float:
+    def delay(
+        self, attempt: int, *, retry_after: float | None = None, rand: Callable[[], float] = random.random
+    ) -> float:
         """Seconds to wait before attempt ``attempt + 1`` (attempt counts from 1).
 
         A server's ``Retry-After`` is honoured as a floor: never retry earlier than the service asked.
         """
-        jittered = rand() * min(self.cap, self.base * (2 ** (attempt - 1)))
+        jittered = rand() * min(self.cap, self.base * 2.0 ** (attempt - 1))
         return max(jittered, retry_after or 0.0)
 
     def allows(self, attempt: int, elapsed: float, next_delay: float) -> bool:

@@ -1,0 +1,1 @@
+"""Benchmarks: each prints a table of measured figures beside the floor they are compared to."""

@@ -1,0 +1,320 @@
+"""The reconcile decision: for one record, which way each mapped field flows and who wins a collision.
+
+Decide, then act: :func:`decide` is pure and returns a :class:`Decision` value (what to write where, why, and
+the new baseline); the pipeline carries it out. The rules (``sync-rules.md``):
+
+* A field changed on one side only flows to the other; on a one-way entity or field only Dynamics -> Marketo,
+  so a Marketo-side edit is overwritten by the Dynamics value.
+* Changed on both sides since the last sync (the baseline): Marketo wins for leads, Dynamics for contacts,
+  Dynamics always for one-way entities and fields.
+* Both sides equal: nothing to do. When the change that woke us was the sync's own write, that is an echo.
+* Sync filter ``new_synctomkto``: explicit No keeps the record out; missing, empty or Yes syncs.
+* Deleted in Dynamics: a person gets its "deleted in Dynamics" flag; nothing is ever deleted in Marketo.
+* A Marketo person with no Dynamics record is not pushed to Dynamics (only the explicit "sync person" action).
+
+The decision depends only on the current values of both sides and the baseline, never on the notification's
+content, which is why duplicate, late and out-of-order notifications converge to the same state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Final, NamedTuple, cast
+
+from shared.core.entities import MarketoObject, Side
+from shared.core.mapping import EntityMapping, FieldMapping, FieldState
+from shared.core.values import Canonical, ConversionError, to_dynamics, to_marketo
+
+
+class Action(StrEnum):
+    NONE = "none"
+    WRITE_MARKETO = "write_marketo"
+    WRITE_DYNAMICS = "write_dynamics"
+    ERROR = "error"
+
+
+class Reason(StrEnum):
+    IN_SYNC = "both sides hold the same value"
+    ECHO = "the change was the sync's own write: not echoed back"
+    NOT_READ = "the value was not read from both sides: nothing decided"
+    FIELD_BROKEN = "the mapping is broken (column deleted or unreadable): skipped, other fields go on"
+    CHANGED_IN_DYNAMICS = "changed in Dynamics only"
+    CHANGED_IN_MARKETO = "changed in Marketo only"
+    ONE_WAY_OVERWRITE = "changed in Marketo, but it syncs Dynamics -> Marketo only: the Dynamics value is restored"
+    COLLISION_LEAD = "changed on both sides: Marketo wins for leads"
+    COLLISION_CONTACT = "changed on both sides: Dynamics wins for contacts"
+    COLLISION_ONE_WAY = "changed on both sides: Dynamics always wins for one-way entities and fields"
+    FIRST_SYNC_FILL = "first sync of this field: only one side has a value"
+    FIRST_SYNC_ONE_WAY = "first sync of this field: the Dynamics value is copied to Marketo"
+    QUICK_SYNC = "Quick Sync: the new field is refreshed from Dynamics"
+    CREATE = "no Marketo record is linked: created from Dynamics"
+    CONVERSION_FAILED = "the value cannot be converted"
+
+
+class RecordAction(StrEnum):
+    SYNC = "sync"
+    CREATE_IN_MARKETO = "create_in_marketo"
+    SKIP_FILTERED = "skip_filtered"
+    FLAG_DELETED = "flag_deleted_in_marketo"
+    KEEP_DELETED = "keep_after_dynamics_delete"
+    IGNORE_UNLINKED = "ignore_unlinked_marketo_record"
+    NOTHING = "nothing"
+
+
+class Trigger(NamedTuple):
+    """What woke the decision: which side changed, and whether the change was the sync's own write."""
+
+    side: Side
+    by_sync: bool = False
+
+
+class FieldDecision(NamedTuple):
+    """One field's outcome. ``value`` is the canonical value both sides agree on after the write."""
+
+    field: str
+    action: Action
+    reason: Reason
+    value: Canonical = None
+    wire: Any = None  # the value in the target system's encoding, when there is a write
+    winner: Side | None = None  # set on collisions
+    error: ConversionError | None = None
+
+    def describe(self) -> str:
+        text = f"{self.field}: {self.action.value} ({self.reason.value})"
+        return f"{text}: {self.error.reason}" if self.error else text
+
+
+_MISSING: Final = object()
+
+
+@dataclass(frozen=True, slots=True)
+class RecordState:
+    """Everything a decision needs about one record, values keyed by Dynamics column, canonical.
+
+    ``dynamics``/``marketo`` are None when the record does not exist on that side. ``baseline`` holds the
+    values both sides agreed on at the last sync (empty before the first one).
+    """
+
+    dynamics: Mapping[str, Canonical | ConversionError] | None
+    marketo: Mapping[str, Canonical | ConversionError] | None
+    baseline: Mapping[str, Canonical] = field(default_factory=dict)
+    sync_filter: bool | None = None  # the Dynamics record's new_synctomkto value
+    trigger: Trigger | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    entity: str
+    action: RecordAction
+    reason: str
+    fields: tuple[FieldDecision, ...] = ()
+    new_baseline: Mapping[str, Canonical] = field(default_factory=dict)
+
+    @property
+    def marketo_writes(self) -> dict[str, Any]:
+        """Column -> Marketo wire value for every field to write to Marketo."""
+        return {f.field: f.wire for f in self.fields if f.action is Action.WRITE_MARKETO}
+
+    @property
+    def dynamics_writes(self) -> dict[str, Any]:
+        return {f.field: f.wire for f in self.fields if f.action is Action.WRITE_DYNAMICS}
+
+    @property
+    def errors(self) -> tuple[FieldDecision, ...]:
+        return tuple(f for f in self.fields if f.action is Action.ERROR)
+
+    @property
+    def collisions(self) -> tuple[FieldDecision, ...]:
+        return tuple(f for f in self.fields if f.winner is not None)
+
+    @property
+    def has_writes(self) -> bool:
+        return any(f.action in (Action.WRITE_MARKETO, Action.WRITE_DYNAMICS) for f in self.fields)
+
+    def summary(self) -> dict[str, Any]:
+        """A compact, loggable form (field names and actions, no values: values may be personal data)."""
+        return {
+            "entity": self.entity,
+            "action": self.action.value,
+            "reason": self.reason,
+            "to_marketo": sorted(self.marketo_writes),
+            "to_dynamics": sorted(self.dynamics_writes),
+            "collisions": {f.field: f.winner.value for f in self.collisions if f.winner},
+            "errors": {f.field: f.error.reason for f in self.errors if f.error},
+        }
+
+
+def decide(mapping: EntityMapping, state: RecordState) -> Decision:
+    """Decide what to do for one record. Pure: the same inputs always give the same decision."""
+    entity = mapping.entity
+    rule = mapping.rule
+    if state.dynamics is None:
+        if state.marketo is None:
+            return Decision(entity, RecordAction.NOTHING, "the record exists on neither side")
+        if not state.baseline:
+            return Decision(
+                entity,
+                RecordAction.IGNORE_UNLINKED,
+                "a Marketo record with no Dynamics record is not pushed to Dynamics (use 'sync person to Dynamics')",
+            )
+        if rule.marketo_object is MarketoObject.PERSON:
+            return Decision(
+                entity, RecordAction.FLAG_DELETED, "deleted in Dynamics: the person is flagged, nothing is deleted"
+            )
+        return Decision(entity, RecordAction.KEEP_DELETED, "deleted in Dynamics: the Marketo record is kept")
+    if state.sync_filter is False:
+        return Decision(entity, RecordAction.SKIP_FILTERED, "new_synctomkto is No: the record is kept out of the sync")
+    if state.marketo is None:
+        return _create(mapping, state.dynamics)
+    return _reconcile(mapping, state)
+
+
+def _create(mapping: EntityMapping, dynamics: Mapping[str, Canonical | ConversionError]) -> Decision:
+    decisions = []
+    baseline: dict[str, Canonical] = {}
+    for f in mapping.live_fields:
+        value = dynamics.get(f.dynamics, _MISSING)
+        if value is _MISSING:
+            continue
+        if type(value) is ConversionError:
+            decisions.append(FieldDecision(f.dynamics, Action.ERROR, Reason.CONVERSION_FAILED, error=value))
+            continue
+        decided = _write_marketo(f, cast(Canonical, value), Reason.CREATE)
+        decisions.append(decided)
+        if decided.action is not Action.ERROR:
+            baseline[f.dynamics] = decided.value
+    return Decision(mapping.entity, RecordAction.CREATE_IN_MARKETO, Reason.CREATE.value, tuple(decisions), baseline)
+
+
+class _FieldPlan(NamedTuple):
+    """A mapped field prepared for the hot loop: flags read once, no-op outcomes built once."""
+
+    field: FieldMapping
+    column: str
+    two_way: bool
+    quick_sync: bool
+    in_sync: FieldDecision
+    echo: FieldDecision
+    not_read: FieldDecision
+
+
+_PLANS: dict[int, tuple[EntityMapping, tuple[_FieldPlan, ...], tuple[FieldDecision, ...]]] = {}
+
+
+def _plan(mapping: EntityMapping) -> tuple[tuple[_FieldPlan, ...], tuple[FieldDecision, ...]]:
+    """Per-mapping preparation, cached by identity (mappings are immutable and few)."""
+    cached = _PLANS.get(id(mapping))
+    if cached is not None and cached[0] is mapping:
+        return cached[1], cached[2]
+    two_way_entity = mapping.rule.two_way
+    plans = tuple(
+        _FieldPlan(
+            f,
+            f.dynamics,
+            two_way_entity and f.to_dynamics_allowed,
+            f.state.in_quick_sync,
+            FieldDecision(f.dynamics, Action.NONE, Reason.IN_SYNC),
+            FieldDecision(f.dynamics, Action.NONE, Reason.ECHO),
+            FieldDecision(f.dynamics, Action.NONE, Reason.NOT_READ),
+        )
+        for f in mapping.live_fields
+    )
+    broken = tuple(
+        FieldDecision(f.dynamics, Action.NONE, Reason.FIELD_BROKEN)
+        for f in mapping.fields
+        if f.state is FieldState.BROKEN
+    )
+    if len(_PLANS) > 256:  # mappings are reloaded now and then; never let old ones pile up
+        _PLANS.clear()
+    _PLANS[id(mapping)] = (mapping, plans, broken)
+    return plans, broken
+
+
+def _reconcile(mapping: EntityMapping, state: RecordState) -> Decision:
+    dynamics, marketo, baseline = state.dynamics or {}, state.marketo or {}, state.baseline
+    echo = state.trigger is not None and state.trigger.by_sync
+    winner = mapping.rule.collision_winner
+    plans, broken = _plan(mapping)
+    new_baseline = dict(baseline)
+    decisions: list[FieldDecision] = []
+    append = decisions.append
+    for plan in plans:
+        column = plan.column
+        raw_d = dynamics.get(column, _MISSING)
+        raw_m = marketo.get(column, _MISSING)
+        if (
+            raw_d == raw_m
+            and type(raw_d) is type(raw_m)
+            and raw_d is not _MISSING
+            and type(raw_d) is not ConversionError
+        ):
+            # The common case, kept allocation-free: both sides already agree.
+            new_baseline[column] = raw_d  # type: ignore[assignment]
+            append(plan.echo if echo else plan.in_sync)
+            continue
+        if raw_d is _MISSING or raw_m is _MISSING:
+            append(plan.not_read)
+            continue
+        if type(raw_d) is ConversionError or type(raw_m) is ConversionError:
+            error = cast(ConversionError, raw_d if type(raw_d) is ConversionError else raw_m)
+            append(FieldDecision(column, Action.ERROR, Reason.CONVERSION_FAILED, error=error))
+            continue
+        decided = _decide_field(plan, winner, cast(Canonical, raw_d), cast(Canonical, raw_m), baseline)
+        if decided.action is not Action.ERROR:
+            new_baseline[column] = decided.value
+        append(decided)
+    return Decision(mapping.entity, RecordAction.SYNC, "reconciled", (*decisions, *broken), new_baseline)
+
+
+def _decide_field(
+    plan: _FieldPlan, winner: Side, d: Canonical, m: Canonical, baseline: Mapping[str, Canonical]
+) -> FieldDecision:
+    """One field whose two sides differ."""
+    f, two_way = plan.field, plan.two_way
+    b = baseline.get(plan.column, _MISSING)
+    if b is _MISSING:
+        if plan.quick_sync:
+            return _write_marketo(f, d, Reason.QUICK_SYNC)
+        if not two_way:
+            return _write_marketo(f, d, Reason.FIRST_SYNC_ONE_WAY)
+        if d is None:
+            return _write_dynamics(f, m, Reason.FIRST_SYNC_FILL)
+        if m is None:
+            return _write_marketo(f, d, Reason.FIRST_SYNC_FILL)
+        return _collide(f, winner, two_way, d, m)
+    d_changed = d != b or type(d) is not type(b)
+    m_changed = m != b or type(m) is not type(b)
+    if d_changed and not m_changed:
+        return _write_marketo(f, d, Reason.CHANGED_IN_DYNAMICS)
+    if m_changed and not d_changed:
+        if two_way:
+            return _write_dynamics(f, m, Reason.CHANGED_IN_MARKETO)
+        return _write_marketo(f, d, Reason.ONE_WAY_OVERWRITE)
+    return _collide(f, winner, two_way, d, m)
+
+
+def _collide(f: FieldMapping, winner: Side, two_way: bool, d: Canonical, m: Canonical) -> FieldDecision:
+    if not two_way:
+        decided = _write_marketo(f, d, Reason.COLLISION_ONE_WAY)
+        return decided._replace(winner=Side.DYNAMICS) if decided.action is not Action.ERROR else decided
+    if winner is Side.MARKETO:
+        decided = _write_dynamics(f, m, Reason.COLLISION_LEAD)
+    else:
+        decided = _write_marketo(f, d, Reason.COLLISION_CONTACT)
+    return decided._replace(winner=winner) if decided.action is not Action.ERROR else decided
+
+
+def _write_marketo(f: FieldMapping, value: Canonical, reason: Reason) -> FieldDecision:
+    wire = to_marketo(f, value)
+    if type(wire) is ConversionError:
+        return FieldDecision(f.dynamics, Action.ERROR, Reason.CONVERSION_FAILED, error=wire)
+    return FieldDecision(f.dynamics, Action.WRITE_MARKETO, reason, value, wire)
+
+
+def _write_dynamics(f: FieldMapping, value: Canonical, reason: Reason) -> FieldDecision:
+    wire = to_dynamics(f, value)
+    if type(wire) is ConversionError:
+        return FieldDecision(f.dynamics, Action.ERROR, Reason.CONVERSION_FAILED, error=wire)
+    return FieldDecision(f.dynamics, Action.WRITE_DYNAMICS, reason, value, wire)
