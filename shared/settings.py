@@ -77,6 +77,14 @@ class Settings(BaseSettings):
         default="", validation_alias=AliasChoices("ServiceBusConnection__fullyQualifiedNamespace")
     )
 
+    # --- Timers (NCRONTAB with seconds; the Functions host reads the same settings for the triggers) -------
+    marketo_feed_schedule: str = Field(default="*/30 * * * * *", validation_alias=AliasChoices("MARKETO_FEED_SCHEDULE"))
+    dataverse_catchup_schedule: str = Field(
+        default="0 */1 * * * *", validation_alias=AliasChoices("DATAVERSE_CATCHUP_SCHEDULE")
+    )
+    quick_sync_schedule: str = Field(default="15 */1 * * * *", validation_alias=AliasChoices("QUICK_SYNC_SCHEDULE"))
+    max_instances: int = Field(default=1, ge=1, validation_alias=AliasChoices("FUNCTIONS_MAX_INSTANCES"))
+
     # --- State store ------------------------------------------------------------------------------------------
     state_store: Literal["table", "sqlite"] = Field(default="sqlite", validation_alias=AliasChoices("STATE_STORE"))
     state_table_endpoint: str = Field(default="", validation_alias=AliasChoices("STATE_TABLE_ENDPOINT"))

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def app_functions() -> dict[str, Any]:
+    """The FunctionApp's registered functions by name.
+
+    ``get_functions()`` may be called only once per FunctionApp (a second call raises "does not have a unique
+    function name"), so every test that inspects bindings shares this one session-wide result.
+    """
+    import function_app
+
+    return {str(f.get_function_name()): f for f in function_app.app.get_functions()}
