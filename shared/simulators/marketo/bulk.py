@@ -1,0 +1,163 @@
+"""Bulk lead import jobs: a FIFO queue, two importing at a time, ten in the system at most (1016 beyond).
+
+Jobs advance with the simulator's clock: Queued until a slot frees, Importing for ``import_seconds``, then
+Complete (or Failed for a file Marketo cannot read). Rows go through the same upsert as Sync Leads, so they
+record the same activities; failed and warned rows are kept for the failures/warnings CSV files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any
+
+from shared.simulators.marketo.envelope import ApiError
+from shared.simulators.marketo.fields import as_text
+from shared.simulators.marketo.leads import LeadStore
+
+MAX_RUNNING = 2
+MAX_IN_SYSTEM = 10
+DELIMITERS = {"csv": ",", "tsv": "\t", "ssv": ";"}
+
+
+@dataclass
+class ImportJob:
+    batch_id: int
+    rows: list[dict[str, str]]
+    columns: list[str]
+    delimiter: str
+    lookup_field: str
+    submitted_at: float
+    status: str = "Queued"
+    started_at: float = 0.0
+    processed: int = 0
+    failures: list[tuple[dict[str, str], str]] = field(default_factory=list)
+    warnings: list[tuple[dict[str, str], str]] = field(default_factory=list)
+    message: str = ""
+
+    def view(self) -> dict[str, Any]:
+        row: dict[str, Any] = {"batchId": self.batch_id, "importId": str(self.batch_id), "status": self.status}
+        if self.status in ("Importing", "Complete", "Failed"):
+            row.update(
+                numOfLeadsProcessed=self.processed,
+                numOfRowsFailed=len(self.failures),
+                numOfRowsWithWarning=len(self.warnings),
+                message=self.message,
+            )
+        return row
+
+    def report(self, which: str) -> str:
+        rows = self.failures if which == "failures" else self.warnings
+        extra = "Import Failure Reason" if which == "failures" else "Import Warning Reason"
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, delimiter=self.delimiter, lineterminator="\n")
+        writer.writerow([*self.columns, extra])
+        for row, reason in rows:
+            writer.writerow([*(row.get(column, "") for column in self.columns), reason])
+        return buffer.getvalue()
+
+
+def parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """``name -> (filename, content)`` for each part of a multipart/form-data body."""
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise ApiError("612", "Invalid Content Type: multipart/form-data expected")
+    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
+    if not isinstance(message, EmailMessage) or not message.is_multipart():
+        raise ApiError("613")
+    parts: dict[str, tuple[str | None, bytes]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        payload = part.get_payload(decode=True)
+        parts[name] = (part.get_filename(), payload if isinstance(payload, bytes) else b"")
+    return parts
+
+
+@dataclass
+class ImportQueue:
+    leads: LeadStore
+    import_seconds: float = 1.0
+    jobs: dict[int, ImportJob] = field(default_factory=dict)
+    _next_batch: int = 3404
+
+    def submit(self, content: bytes, file_format: str, lookup_field: str, now: float) -> ImportJob:
+        self.advance(now)
+        if sum(job.status in ("Queued", "Importing") for job in self.jobs.values()) >= MAX_IN_SYSTEM:
+            raise ApiError("1016", "Too many imports")
+        delimiter = DELIMITERS.get(file_format)
+        if delimiter is None:
+            raise ApiError("1003", f"Invalid format '{file_format}'")
+        try:
+            text = content.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ApiError("1003", "Import file is not UTF-8") from exc
+        reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+        columns = list(reader.fieldnames or [])
+        rows = [dict(row) for row in reader]
+        job = ImportJob(self._next_batch, rows, columns, delimiter, lookup_field, now)
+        self._next_batch += 1
+        self.jobs[job.batch_id] = job
+        self.advance(now)
+        return job
+
+    def get(self, batch_id: int, now: float) -> ImportJob:
+        self.advance(now)
+        job = self.jobs.get(batch_id)
+        if job is None:
+            raise ApiError("1003", f"Import batch {batch_id} not found")
+        return job
+
+    def advance(self, now: float) -> None:
+        for job in self.jobs.values():
+            if job.status == "Importing" and now >= job.started_at + self.import_seconds:
+                self._run(job)
+        running = sum(job.status == "Importing" for job in self.jobs.values())
+        for job in sorted(self.jobs.values(), key=lambda j: j.batch_id):
+            if running >= MAX_RUNNING:
+                break
+            if job.status == "Queued":
+                job.status, job.started_at = "Importing", now
+                running += 1
+
+    def _run(self, job: ImportJob) -> None:
+        unknown = [column for column in job.columns if column not in self.leads.fields]
+        lookup = self.leads.fields.get(job.lookup_field)
+        if unknown or lookup is None:
+            job.status = "Failed"
+            job.message = f"Field '{(unknown or [job.lookup_field])[0]}' not found"
+            return
+        action = "updateOnly" if job.lookup_field == "id" else "createOrUpdate"
+        for row in job.rows:
+            values: dict[str, Any] = {key: value for key, value in row.items() if key is not None and value != ""}
+            warning = self._truncate(values)
+            result = self.leads.upsert(
+                values, action, lookup, source="List Import", reason=f"Bulk import {job.batch_id}"
+            )
+            if result.get("status") == "skipped":
+                job.failures.append((row, str(result["reasons"][0]["message"])))
+                continue
+            job.processed += 1
+            if warning:
+                job.warnings.append((row, warning))
+        job.status = "Complete"
+        failed = len(job.failures)
+        job.message = (
+            f"Import completed with errors, {job.processed} records imported ({job.processed} members), {failed} failed"
+            if failed
+            else f"Import succeeded, {job.processed} records imported ({job.processed} members)"
+        )
+
+    def _truncate(self, values: dict[str, Any]) -> str | None:
+        warning = None
+        for name, value in list(values.items()):
+            definition = self.leads.fields[name]
+            text = as_text(value) or ""
+            if definition.length is not None and len(text) > definition.length:
+                values[name] = text[: definition.length]
+                warning = f"Value for field '{name}' truncated to {definition.length} characters"
+        return warning

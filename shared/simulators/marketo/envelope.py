@@ -1,0 +1,86 @@
+"""Marketo's JSON envelope: ``requestId``, ``success``, then ``result`` or ``errors`` (HTTP 200 either way)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import Any
+
+import httpx
+
+ERROR_MESSAGES = {
+    "601": "Access token invalid",
+    "602": "Access token expired",
+    "604": "Request timed out",
+    "606": "Max rate limit '100' exceeded with in '20' secs",
+    "607": "Daily quota reached",
+    "608": "API Temporarily Unavailable",
+    "609": "Invalid JSON",
+    "610": "Requested resource not found",
+    "611": "System error",
+    "612": "Invalid Content Type",
+    "613": "Invalid Multipart Request",
+    "615": "Concurrent access limit reached",
+    "701": "cannot be blank",
+    "702": "No data found for a given search scenario",
+    "704": "Invalid date format",
+    "713": "Transient Error",
+    "1003": "Invalid data",
+    "1004": "Lead not found",
+    "1005": "Lead already exists",
+    "1006": "Field not found",
+    "1007": "Multiple leads match the lookup criteria",
+    "1016": "Too many imports",
+}
+
+
+class RequestIds:
+    """``requestId`` values shaped like Marketo's (``e42b#14272d07d78``)."""
+
+    def __init__(self) -> None:
+        self._counter = itertools.count(0x1000)
+        self._lock = threading.Lock()
+
+    def next(self, now: float) -> str:
+        with self._lock:
+            number = next(self._counter)
+        return f"{number:x}#{int(now * 1000):x}"
+
+
+def ok(request_id: str, result: list[Any] | None = None, **extra: Any) -> httpx.Response:
+    body: dict[str, Any] = {"requestId": request_id, "success": True}
+    if result is not None:
+        body["result"] = result
+    body.update(extra)
+    return httpx.Response(200, json=body)
+
+
+def error(request_id: str, code: str, message: str | None = None) -> httpx.Response:
+    text = message or ERROR_MESSAGES.get(code, "Error")
+    return httpx.Response(
+        200, json={"requestId": request_id, "success": False, "errors": [{"code": code, "message": text}]}
+    )
+
+
+def http_error(status: int, text: str) -> httpx.Response:
+    """What the web tier in front of Marketo sends (414, 413, 502): not the JSON envelope."""
+    return httpx.Response(
+        status, text=f"<html><body><h1>{status}</h1><p>{text}</p></body></html>", headers={"content-type": "text/html"}
+    )
+
+
+def skipped(code: str, message: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        **extra,
+        "status": "skipped",
+        "reasons": [{"code": code, "message": message or ERROR_MESSAGES.get(code, "")}],
+    }
+
+
+class ApiError(Exception):
+    """Raised inside a handler to answer with a response-level error envelope."""
+
+    def __init__(self, code: str, message: str | None = None) -> None:
+        super().__init__(message or ERROR_MESSAGES.get(code, "Error"))
+        self.code = code
+        self.message = message or ERROR_MESSAGES.get(code, "Error")

@@ -1,0 +1,59 @@
+"""Marketo -> product: what a trigger campaign's "Call Webhook" step would send after a lead changes.
+
+The payload is the template a Marketo admin would set up for this product (tokens ``{{lead.Id}}``,
+``{{lead.Email Address}}`` and the changed fields), posted as JSON with the shared secret in a custom header.
+Marketo calls webhooks fire-and-forget (30 s timeout, no retry worth relying on): so does the simulator, and a
+failing receiver is only counted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import httpx
+from pydantic import SecretStr
+
+from shared.simulators.marketo.fields import as_text
+from shared.simulators.marketo.leads import LeadChangeNote
+
+Sender = Callable[[str, Mapping[str, str], bytes], None]
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    url: str
+    secret: SecretStr
+    header: str = "x-sync-secret"
+    fields: frozenset[str] | None = None  # the trigger's "Data Value Changes" attributes; None = any field
+
+    def wants(self, note: LeadChangeNote) -> bool:
+        return self.fields is None or note.created or bool(self.fields & set(note.changes))
+
+
+def payload(note: LeadChangeNote) -> dict[str, object]:
+    return {
+        "leadId": note.lead_id,
+        "email": note.email,
+        "event": "created" if note.created else "changed",
+        "source": note.source,
+        "changes": [
+            {"field": name, "newValue": as_text(new), "oldValue": as_text(old)}
+            for name, (new, old) in sorted(note.changes.items())
+        ],
+    }
+
+
+def build_request(config: WebhookConfig, note: LeadChangeNote) -> tuple[str, dict[str, str], bytes]:
+    headers = {"content-type": "application/json", config.header: config.secret.get_secret_value()}
+    return config.url, headers, json.dumps(payload(note)).encode()
+
+
+def httpx_sender(client: httpx.Client, *, timeout: float = 30.0) -> Sender:
+    """A sender that really POSTs (through ``client``, e.g. to a loopback-served function host)."""
+
+    def send(url: str, headers: Mapping[str, str], body: bytes) -> None:
+        client.post(url, headers=dict(headers), content=body, timeout=timeout)
+
+    return send
