@@ -1,0 +1,306 @@
+"""The state store, written once over a five-verb row primitive that each backend implements.
+
+A backend only knows rows: ``(table, partition key, row key) -> JSON document + ETag``. Everything the sync
+means by links, baselines, checkpoints and sync errors lives here, so Azure Table Storage and SQLite cannot
+drift apart in behaviour: one contract test suite runs against both.
+
+Optimistic concurrency: ``insert`` fails if the row exists, ``replace`` fails unless the caller's ETag is the
+current one. Both failures raise :class:`shared.errors.Conflict`; the caller re-reads and decides again.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from shared.errors import Conflict
+from shared.store.model import Checkpoint, ErrorStatus, Link, PauseState, SyncErrorRecord
+
+LINKS = "synclinks"
+MARKETO_INDEX = "syncmarketoindex"
+CHECKPOINTS = "synccheckpoints"
+DOCUMENTS = "syncdocuments"
+ERRORS = "syncerrors"
+STATS = "syncstats"
+CONTROL = "synccontrol"
+TABLES = (LINKS, MARKETO_INDEX, CHECKPOINTS, DOCUMENTS, ERRORS, STATS, CONTROL)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    pk: str
+    rk: str
+    doc: dict[str, Any]
+    etag: str
+
+
+class Rows(Protocol):
+    """The primitive a backend provides. Keys are plain strings without '/', '\\', '#' or '?'."""
+
+    def get(self, table: str, pk: str, rk: str) -> Row | None: ...
+
+    def get_many(self, table: str, pk: str, rks: Iterable[str]) -> dict[str, Row]: ...
+
+    def insert(self, table: str, pk: str, rk: str, doc: Mapping[str, Any]) -> str: ...
+
+    def replace(self, table: str, pk: str, rk: str, doc: Mapping[str, Any], etag: str) -> str: ...
+
+    def upsert(self, table: str, pk: str, rk: str, doc: Mapping[str, Any]) -> str: ...
+
+    def query(self, table: str, pk: str | None = None) -> Iterator[Row]: ...
+
+    def delete(self, table: str, pk: str, rk: str) -> None: ...
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _when(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+class StateStore:
+    """Links and baselines, checkpoints, documents (the mapping), pause state, sync errors and counters."""
+
+    def __init__(self, rows: Rows) -> None:
+        self.rows = rows
+
+    # --- links and baselines ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _link(entity: str, row: Row) -> Link:
+        doc = row.doc
+        return Link(
+            entity=entity,
+            dynamics_id=row.rk,
+            marketo_id=doc.get("marketo_id"),
+            baseline=dict(doc.get("baseline") or {}),
+            deleted_in_dynamics=bool(doc.get("deleted_in_dynamics")),
+            synced_at=_when(doc.get("synced_at")),
+            etag=row.etag,
+        )
+
+    def get_link(self, entity: str, dynamics_id: str) -> Link | None:
+        row = self.rows.get(LINKS, entity, dynamics_id.lower())
+        return self._link(entity, row) if row else None
+
+    def get_links(self, entity: str, dynamics_ids: Iterable[str]) -> dict[str, Link]:
+        """Many links in as few round trips as the backend allows; ids without a link are absent."""
+        found = self.rows.get_many(LINKS, entity, {i.lower() for i in dynamics_ids})
+        return {rk: self._link(entity, row) for rk, row in found.items()}
+
+    def save_link(self, link: Link) -> Link:
+        """Create (``etag`` None) or conditionally replace a link; keeps the Marketo-id index in step."""
+        synced_at = link.synced_at or _now()
+        doc = {
+            "marketo_id": link.marketo_id,
+            "baseline": link.baseline,
+            "deleted_in_dynamics": link.deleted_in_dynamics,
+            "synced_at": synced_at.isoformat(),
+        }
+        key = link.dynamics_id.lower()
+        if link.etag is None:
+            etag = self.rows.insert(LINKS, link.entity, key, doc)
+        else:
+            etag = self.rows.replace(LINKS, link.entity, key, doc, link.etag)
+        if link.marketo_id is not None:
+            self.rows.upsert(
+                MARKETO_INDEX, _person_partition(link.entity), str(link.marketo_id), {"entity": link.entity, "id": key}
+            )
+        return replace(link, dynamics_id=key, etag=etag, synced_at=synced_at)
+
+    def find_by_marketo(self, entity: str, marketo_id: str | int) -> Link | None:
+        """The link of a Marketo record. For persons this finds the lead *or* contact it currently follows."""
+        row = self.rows.get(MARKETO_INDEX, _person_partition(entity), str(marketo_id))
+        if row is None:
+            return None
+        link = self.get_link(row.doc["entity"], row.doc["id"])
+        return link if link is not None and str(link.marketo_id) == str(marketo_id) else None
+
+    def iter_links(self, entity: str) -> Iterator[Link]:
+        for row in self.rows.query(LINKS, entity):
+            yield self._link(entity, row)
+
+    # --- checkpoints -------------------------------------------------------------------------------------------
+
+    def get_checkpoint(self, name: str) -> Checkpoint | None:
+        row = self.rows.get(CHECKPOINTS, "checkpoint", name)
+        if row is None:
+            return None
+        return Checkpoint(name, row.doc["value"], _when(row.doc["updated_at"]) or _now(), row.etag)
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
+        """Conditional like links: two timer instances cannot both advance the same checkpoint."""
+        doc = {"value": checkpoint.value, "updated_at": checkpoint.updated_at.isoformat()}
+        if checkpoint.etag is None:
+            etag = self.rows.insert(CHECKPOINTS, "checkpoint", checkpoint.name, doc)
+        else:
+            etag = self.rows.replace(CHECKPOINTS, "checkpoint", checkpoint.name, doc, checkpoint.etag)
+        return replace(checkpoint, etag=etag)
+
+    def list_checkpoints(self) -> list[Checkpoint]:
+        return [
+            Checkpoint(r.rk, r.doc["value"], _when(r.doc["updated_at"]) or _now(), r.etag)
+            for r in self.rows.query(CHECKPOINTS, "checkpoint")
+        ]
+
+    # --- documents (the mapping) -------------------------------------------------------------------------------
+
+    def get_document(self, name: str) -> tuple[str, str] | None:
+        """A named text document and its ETag."""
+        row = self.rows.get(DOCUMENTS, "document", name)
+        return (row.doc["text"], row.etag) if row else None
+
+    def save_document(self, name: str, text: str, etag: str | None) -> str:
+        doc = {"text": text, "updated_at": _now().isoformat()}
+        if etag is None:
+            return self.rows.insert(DOCUMENTS, "document", name, doc)
+        return self.rows.replace(DOCUMENTS, "document", name, doc, etag)
+
+    # --- pause and resume ----------------------------------------------------------------------------------------
+
+    def get_pause(self) -> PauseState:
+        row = self.rows.get(CONTROL, "control", "pause")
+        if row is None:
+            return PauseState()
+        return PauseState(all=bool(row.doc.get("all")), entities=frozenset(row.doc.get("entities") or ()))
+
+    def set_pause(self, entity: str | None, paused: bool) -> PauseState:
+        """Pause or resume the whole sync (``entity`` None) or one entity; retried on a concurrent change."""
+        for _ in range(20):
+            row = self.rows.get(CONTROL, "control", "pause")
+            state = (
+                PauseState(bool(row.doc.get("all")), frozenset(row.doc.get("entities") or ())) if row else PauseState()
+            )
+            if entity is None:
+                state = PauseState(all=paused, entities=frozenset() if not paused else state.entities)
+            else:
+                changed = state.entities | {entity} if paused else state.entities - {entity}
+                state = PauseState(all=state.all, entities=changed)
+            doc = {"all": state.all, "entities": sorted(state.entities)}
+            try:
+                if row is None:
+                    self.rows.insert(CONTROL, "control", "pause", doc)
+                else:
+                    self.rows.replace(CONTROL, "control", "pause", doc, row.etag)
+            except Conflict:
+                continue
+            return state
+        raise Conflict("pause state kept changing under us; try again")
+
+    # --- sync errors ---------------------------------------------------------------------------------------------
+
+    def add_error(self, record: SyncErrorRecord) -> SyncErrorRecord:
+        record = record if record.id else replace(record, id=uuid.uuid4().hex)
+        self.rows.upsert(ERRORS, "error", record.id, _error_doc(record))
+        return record
+
+    def get_error(self, error_id: str) -> SyncErrorRecord | None:
+        row = self.rows.get(ERRORS, "error", error_id)
+        return _error(row) if row else None
+
+    def list_errors(
+        self,
+        *,
+        entity: str | None = None,
+        status: ErrorStatus | None = None,
+        search: str | None = None,
+        limit: int = 500,
+    ) -> list[SyncErrorRecord]:
+        """Newest first; ``search`` matches record id, field, code and message, ignoring case."""
+        needle = search.casefold() if search else None
+        found = []
+        for row in self.rows.query(ERRORS, "error"):
+            record = _error(row)
+            if entity and record.entity != entity:
+                continue
+            if status and record.status is not status:
+                continue
+            if (
+                needle
+                and needle
+                not in " ".join(
+                    (record.record_id, record.field or "", record.code, record.message, record.entity)
+                ).casefold()
+            ):
+                continue
+            found.append(record)
+        found.sort(key=lambda r: r.occurred_at, reverse=True)
+        return found[:limit]
+
+    def set_error_status(self, error_id: str, status: ErrorStatus) -> SyncErrorRecord | None:
+        row = self.rows.get(ERRORS, "error", error_id)
+        if row is None:
+            return None
+        record = replace(_error(row), status=status)
+        self.rows.replace(ERRORS, "error", error_id, _error_doc(record), row.etag)
+        return record
+
+    # --- counters for the status view --------------------------------------------------------------------------
+
+    def add_counts(self, entity: str, counts: Mapping[str, int], at: datetime | None = None) -> None:
+        """Add to this hour's counters of an entity (synced, errors, collisions by winner, ...)."""
+        if not any(counts.values()):
+            return
+        bucket = (at or _now()).astimezone(UTC).strftime("%Y%m%d%H")
+        for _ in range(50):
+            row = self.rows.get(STATS, bucket, entity)
+            totals = dict(row.doc["counts"]) if row else {}
+            for key, value in counts.items():
+                totals[key] = totals.get(key, 0) + value
+            try:
+                if row is None:
+                    self.rows.insert(STATS, bucket, entity, {"counts": totals})
+                else:
+                    self.rows.replace(STATS, bucket, entity, {"counts": totals}, row.etag)
+                return
+            except Conflict:
+                continue
+        raise Conflict(f"counters of {entity} kept changing under us")
+
+    def counts_since(self, since: datetime) -> dict[str, dict[str, int]]:
+        """Per entity, the counters of every hour bucket from ``since``'s hour on."""
+        start = since.astimezone(UTC).strftime("%Y%m%d%H")
+        totals: dict[str, dict[str, int]] = {}
+        for row in self.rows.query(STATS):
+            if row.pk < start:
+                continue
+            into = totals.setdefault(row.rk, {})
+            for key, value in row.doc["counts"].items():
+                into[key] = into.get(key, 0) + int(value)
+        return totals
+
+
+def _person_partition(entity: str) -> str:
+    """Leads and contacts share one Marketo person space: a person follows its lead into the contact."""
+    return "person" if entity in ("lead", "contact") else entity
+
+
+def _error_doc(record: SyncErrorRecord) -> dict[str, Any]:
+    return record.as_row()
+
+
+def _error(row: Row) -> SyncErrorRecord:
+    doc = row.doc
+    return SyncErrorRecord(
+        id=row.rk,
+        entity=doc["entity"],
+        record_id=doc["record_id"],
+        operation=doc["operation"],
+        direction=doc["direction"],
+        code=doc["code"],
+        message=doc["message"],
+        occurred_at=datetime.fromisoformat(doc["occurred_at"]),
+        field=doc.get("field") or None,
+        status=ErrorStatus(doc.get("status", "open")),
+        attempts=int(doc.get("attempts", 1)),
+    )
+
+
+def dumps(doc: Mapping[str, Any]) -> str:
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True)

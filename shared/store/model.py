@@ -1,0 +1,86 @@
+"""The records the state store holds, as plain immutable values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from shared.core.values import Canonical
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A Dynamics record, the Marketo record it is linked to, and the values both sides last agreed on.
+
+    ``etag`` is the store's version of this row: pass it back when saving so two instances working on the same
+    record cannot overwrite each other's baseline (the loser re-reads and decides again).
+    """
+
+    entity: str
+    dynamics_id: str
+    marketo_id: str | None = None
+    baseline: dict[str, Canonical] = field(default_factory=dict)
+    deleted_in_dynamics: bool = False
+    synced_at: datetime | None = None
+    etag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where a feed reader got to: a Marketo paging token, a Dataverse delta link, a Quick Sync page."""
+
+    name: str
+    value: str
+    updated_at: datetime
+    etag: str | None = None
+
+
+class ErrorStatus(StrEnum):
+    OPEN = "open"
+    RETRYING = "retrying"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncErrorRecord:
+    """One failed record, as the Sync Errors view shows it."""
+
+    id: str
+    entity: str
+    record_id: str
+    operation: str  # create, update, flag_deleted, read, ...
+    direction: str  # dynamics_to_marketo | marketo_to_dynamics
+    code: str
+    message: str
+    occurred_at: datetime
+    field: str | None = None
+    status: ErrorStatus = ErrorStatus.OPEN
+    attempts: int = 1
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "entity": self.entity,
+            "record_id": self.record_id,
+            "operation": self.operation,
+            "direction": self.direction,
+            "field": self.field or "",
+            "code": self.code,
+            "message": self.message,
+            "occurred_at": self.occurred_at.isoformat(),
+            "status": self.status.value,
+            "attempts": self.attempts,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PauseState:
+    """The whole sync, or single entities, paused. While paused, notifications wait in the queue."""
+
+    all: bool = False
+    entities: frozenset[str] = frozenset()
+
+    def is_paused(self, entity: str) -> bool:
+        return self.all or entity in self.entities
