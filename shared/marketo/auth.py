@@ -1,8 +1,13 @@
 """Marketo identity: one cached bearer token per client, renewed before it expires and when Marketo says 601/602.
 
 Implemented as an ``httpx.Auth`` flow so the token request travels through the same ``httpx.Client`` (and so the
-same transport: real, loopback or ``MockTransport``) as every other call. The client secret rides in the identity
-query string because that is the documented call; it never reaches a log line, an exception message or a repr.
+same transport: real, loopback or ``MockTransport``) as every other call.
+
+Marketo documents ``GET {identity}/oauth/token?grant_type=client_credentials&client_id=..&client_secret=..`` and
+says the same call may be a POST. httpx logs every request URL at INFO ("HTTP Request: GET https://...?..."), so a
+GET would write the secret into the Functions host's logs: the default is therefore POST with the same parameters
+in a form body, and ``identity_method="GET"`` is there for an identity service that refuses POST. Either way the
+secret never reaches an exception message or a repr, and only the identity request carries it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import Literal
 
 import httpx
 from pydantic import SecretStr
@@ -45,12 +51,14 @@ class MarketoAuth(httpx.Auth):
         *,
         margin: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        identity_method: Literal["POST", "GET"] = "POST",
     ) -> None:
         self._token_url = identity_url.rstrip("/") + "/oauth/token"
         self._client_id = client_id
         self._secret = client_secret if isinstance(client_secret, SecretStr) else SecretStr(client_secret)
         self._margin = margin
         self._clock = clock
+        self._identity_method = identity_method
         self._lock = threading.Lock()
         self._token: _Token | None = None
         self.fetches = 0
@@ -86,7 +94,10 @@ class MarketoAuth(httpx.Auth):
             "client_id": self._client_id,
             "client_secret": self._secret.get_secret_value(),
         }
-        return httpx.Request("GET", self._token_url, params=params, headers={"Accept": "application/json"})
+        headers = {"Accept": "application/json"}
+        if self._identity_method == "GET":
+            return httpx.Request("GET", self._token_url, params=params, headers=headers)
+        return httpx.Request("POST", self._token_url, data=params, headers=headers)
 
     def _accept(self, response: httpx.Response, *, previous: _Token | None) -> _Token:
         self.fetches += 1

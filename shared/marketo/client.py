@@ -10,7 +10,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 import httpx
@@ -61,8 +61,11 @@ class MarketoClient:
         now: Callable[[], datetime] = _utcnow,
         rand: Callable[[], float] = random.random,
         token_margin: float = 60.0,
+        identity_method: Literal["POST", "GET"] = "POST",
     ) -> None:
-        self.auth = MarketoAuth(identity_url, client_id, client_secret, margin=token_margin, clock=clock)
+        self.auth = MarketoAuth(
+            identity_url, client_id, client_secret, margin=token_margin, clock=clock, identity_method=identity_method
+        )
         self.limiter = limiter if limiter is not None else RateLimiter(clock=clock, sleep=sleep)
         self._sleep = sleep
         self._clock = clock

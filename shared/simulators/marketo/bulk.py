@@ -40,7 +40,7 @@ class ImportJob:
     message: str = ""
 
     def view(self) -> dict[str, Any]:
-        row: dict[str, Any] = {"batchId": self.batch_id, "importId": str(self.batch_id), "status": self.status}
+        row: dict[str, Any] = {"batchId": self.batch_id, "status": self.status}
         if self.status in ("Importing", "Complete", "Failed"):
             row.update(
                 numOfLeadsProcessed=self.processed,
@@ -84,6 +84,8 @@ class ImportQueue:
     import_seconds: float = 1.0
     jobs: dict[int, ImportJob] = field(default_factory=dict)
     _next_batch: int = 3404
+    peak_in_system: int = 0
+    peak_importing: int = 0
 
     def submit(self, content: bytes, file_format: str, lookup_field: str, now: float) -> ImportJob:
         self.advance(now)
@@ -103,6 +105,8 @@ class ImportQueue:
         self._next_batch += 1
         self.jobs[job.batch_id] = job
         self.advance(now)
+        in_system = sum(j.status in ("Queued", "Importing") for j in self.jobs.values())
+        self.peak_in_system = max(self.peak_in_system, in_system)
         return job
 
     def get(self, batch_id: int, now: float) -> ImportJob:
@@ -123,6 +127,7 @@ class ImportQueue:
             if job.status == "Queued":
                 job.status, job.started_at = "Importing", now
                 running += 1
+        self.peak_importing = max(self.peak_importing, running)
 
     def _run(self, job: ImportJob) -> None:
         unknown = [column for column in job.columns if column not in self.leads.fields]

@@ -59,6 +59,8 @@ class ObjectType:
     relationships: list[dict[str, Any]] | None = None
     # Checks a record must pass before it is created (opportunity roles need their opportunity and lead).
     references: Callable[[Mapping[str, Any]], str | None] | None = None
+    # Describe of companies and sales persons carries no displayName in Marketo's answers.
+    show_display_name: bool = True
     records: dict[Any, dict[str, Any]] = field(default_factory=dict)
     _next_id: int = 1
 
@@ -66,7 +68,9 @@ class ObjectType:
         return {f.name: f for f in self.fields}
 
     def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "displayName": self.display_name}
+        out: dict[str, Any] = {"name": self.name}
+        if self.show_display_name:
+            out["displayName"] = self.display_name
         if self.description:
             out["description"] = self.description
         out.update(
@@ -169,6 +173,7 @@ def companies() -> ObjectType:
         name="Company",
         display_name="Company",
         description="Company object",
+        show_display_name=False,
         id_field="id",
         dedupe_fields=("externalCompanyId",),
         searchable=[["externalCompanyId"], ["id"], ["company"]],
@@ -251,6 +256,7 @@ def sales_persons() -> ObjectType:
     return ObjectType(
         name="SalesPerson",
         display_name="Sales Person",
+        show_display_name=False,
         id_field="id",
         dedupe_fields=("externalSalesPersonId",),
         searchable=[["email"], ["id"], ["externalSalesPersonId"]],
