@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from shared.errors import QuotaExhausted, RetryLater, SkipRecord, StopSync, Throttled
+from shared.marketo.faults import Action, classify, next_quota_reset, to_error
+from shared.marketo.models import RecordOutcome, RecordStatus, SkipCode
+
+
+def envelope(code: str) -> httpx.Response:
+    return httpx.Response(200, json={"requestId": "1#2", "success": False, "errors": [{"code": code, "message": "m"}]})
+
+
+@pytest.mark.parametrize(
+    ("code", "action"),
+    [
+        ("601", Action.REAUTH),
+        ("602", Action.REAUTH),
+        ("604", Action.RETRY),
+        ("606", Action.THROTTLED),
+        ("607", Action.QUOTA),
+        ("608", Action.RETRY),
+        ("611", Action.RETRY),
+        ("615", Action.THROTTLED),
+        ("713", Action.RETRY),
+        ("1016", Action.RETRY),
+        ("603", Action.STOP),
+        ("610", Action.STOP),
+        ("609", Action.STOP),
+        ("702", Action.SKIP),
+        ("1003", Action.SKIP),
+    ],
+)
+def test_error_codes_on_http_200_map_to_one_action(code: str, action: Action) -> None:
+    verdict = classify(envelope(code))
+    assert verdict.action is action
+    assert verdict.code == code
+
+
+@pytest.mark.parametrize(
+    ("status", "action"),
+    [
+        (502, Action.RETRY),
+        (503, Action.RETRY),
+        (500, Action.RETRY),
+        (413, Action.SKIP),
+        (414, Action.SKIP),
+        (401, Action.STOP),
+        (404, Action.STOP),
+        (429, Action.THROTTLED),
+    ],
+)
+def test_http_statuses(status: int, action: Action) -> None:
+    assert classify(httpx.Response(status, text="<html/>")).action is action
+
+
+def test_success_true_is_ok_and_non_json_is_retried() -> None:
+    assert classify(httpx.Response(200, json={"success": True, "result": []})).ok
+    assert classify(httpx.Response(200, text="<html>maintenance</html>")).action is Action.RETRY
+
+
+@pytest.mark.parametrize(
+    ("now", "reset"),
+    [
+        # Winter (CST, UTC-6): 23:30 UTC on 10 Jan is 17:30 in Chicago; the reset is 11 Jan 06:00 UTC.
+        (datetime(2026, 1, 10, 23, 30, tzinfo=UTC), datetime(2026, 1, 11, 6, 0, tzinfo=UTC)),
+        # 03:00 UTC on 11 Jan is still 10 Jan (21:00) in Chicago.
+        (datetime(2026, 1, 11, 3, 0, tzinfo=UTC), datetime(2026, 1, 11, 6, 0, tzinfo=UTC)),
+        # Summer (CDT, UTC-5).
+        (datetime(2026, 7, 1, 12, 0, tzinfo=UTC), datetime(2026, 7, 2, 5, 0, tzinfo=UTC)),
+    ],
+)
+def test_quota_resets_at_the_next_central_midnight(now: datetime, reset: datetime) -> None:
+    assert next_quota_reset(now) == reset
+
+
+def test_verdicts_become_the_product_error_tree() -> None:
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    quota = to_error(classify(envelope("607")), what="x", now=now)
+    assert isinstance(quota, QuotaExhausted)
+    assert quota.resets_at == datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
+    assert isinstance(to_error(classify(envelope("606")), what="x", now=now), Throttled)
+    assert isinstance(to_error(classify(envelope("611")), what="x", now=now), RetryLater)
+    assert isinstance(to_error(classify(envelope("1003")), what="x", now=now), SkipRecord)
+    assert isinstance(to_error(classify(envelope("603")), what="x", now=now), StopSync)
+
+
+def test_record_level_results_are_values() -> None:
+    skipped = RecordOutcome.from_result(
+        4, {"status": "skipped", "reasons": [{"code": "1004", "message": "Lead not found"}]}
+    )
+    assert skipped.status is RecordStatus.SKIPPED
+    assert not skipped.ok
+    assert skipped.reasons[0].known is SkipCode.NOT_FOUND
+    created = RecordOutcome.from_result(0, {"seq": 0, "status": "created", "marketoGUID": "g-1"}, id_key="marketoGUID")
+    assert created.ok
+    assert created.id == "g-1"
