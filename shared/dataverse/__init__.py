@@ -1,0 +1,1 @@
+"""Dataverse adapter: Web API client (httpx + MSAL) and the RemoteExecutionContext parser."""

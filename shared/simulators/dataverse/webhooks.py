@@ -1,0 +1,43 @@
+"""Webhook delivery as Dataverse does it: POST the RemoteExecutionContext, one retry only for 502/503/504.
+
+The sender is a seam: in-process tests pass a callable that hands the request to a function under test; when the
+simulator is served over loopback the default sender makes a real HTTP POST.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import httpx
+
+Sender = Callable[[str, Mapping[str, str], bytes], int]
+_RETRIED = {502, 503, 504}
+
+
+def http_sender(url: str, headers: Mapping[str, str], body: bytes) -> int:
+    try:
+        return httpx.post(url, headers=dict(headers), content=body, timeout=60.0).status_code
+    except httpx.TransportError:
+        return 0  # no answer: a failure Dataverse does not retry
+
+
+@dataclass(slots=True)
+class Delivery:
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    statuses: list[int] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return bool(self.statuses) and 200 <= self.statuses[-1] < 300
+
+
+def deliver(sender: Sender, url: str, headers: Mapping[str, str], body: bytes) -> Delivery:
+    delivery = Delivery(url, dict(headers), body)
+    status = sender(url, headers, body)
+    delivery.statuses.append(status)
+    if status in _RETRIED:
+        delivery.statuses.append(sender(url, headers, body))
+    return delivery
