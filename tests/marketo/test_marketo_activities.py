@@ -76,4 +76,5 @@ def test_deleted_leads_feed(h: Harness) -> None:
     h.sim.delete_lead(gone)
     deleted = _all(h.client.deleted_leads(token))
     assert [(a.lead_id, a.activity_type_id, a.primary_attribute_value) for a in deleted] == [(gone, 37, "Gone Away")]
-    assert h.sim.lead(keep) is not None and h.sim.lead(gone) is None
+    assert h.sim.lead(keep) is not None
+    assert h.sim.lead(gone) is None

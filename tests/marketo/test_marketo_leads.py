@@ -115,7 +115,8 @@ def test_describe_schema_and_custom_fields(h: Harness) -> None:
             {"displayName": "Email Address", "name": "email", "dataType": "string"},
         ]
     )
-    assert created[0].ok and created[0].id == "dynamicsContactId"
+    assert created[0].ok
+    assert created[0].id == "dynamicsContactId"
     assert created[1].status is RecordStatus.SKIPPED
     custom = [f for f in h.client.lead_schema_fields() if f.is_custom]
     assert [f.name for f in custom] == ["dynamicsContactId"]

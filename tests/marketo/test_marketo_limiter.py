@@ -88,9 +88,8 @@ def test_many_threads_never_put_more_than_the_ceiling_in_any_window() -> None:
 
     def work() -> None:
         for _ in range(15):
-            with rl.slot():
-                with lock:
-                    starts.append(clock.time())
+            with rl.slot(), lock:
+                starts.append(clock.time())
 
     threads = [threading.Thread(target=work) for _ in range(6)]
     for thread in threads:

@@ -11,7 +11,8 @@ def test_companies_upsert_by_external_id_in_batches(h: Harness) -> None:
     assert [o.index for o in outcomes] == list(range(301))
     assert all(o.status is RecordStatus.CREATED and isinstance(o.id, int) for o in outcomes)
     again = h.client.sync_companies([{"externalCompanyId": "acc-0", "industry": "Retail"}, {"company": "No key"}])
-    assert again[0].status is RecordStatus.UPDATED and again[0].id == outcomes[0].id
+    assert again[0].status is RecordStatus.UPDATED
+    assert again[0].id == outcomes[0].id
     assert again[1].reasons[0].known is SkipCode.INVALID_DATA
     described = h.client.describe_companies()
     assert described.dedupe_fields == ("externalCompanyId",)
@@ -22,7 +23,8 @@ def test_opportunities_roles_and_sales_persons(h: Harness) -> None:
     lead_id = h.sim.add_lead(email="buyer@example.com")
     assert h.client.sync_sales_persons([{"externalSalesPersonId": "sp-1", "email": "rep@example.com"}])[0].ok
     opps = h.client.sync_opportunities([{"externalOpportunityId": "opp-1", "name": "Deal", "amount": 1000}])
-    assert opps[0].ok and isinstance(opps[0].id, str)
+    assert opps[0].ok
+    assert isinstance(opps[0].id, str)
     roles = h.client.sync_opportunity_roles(
         [
             {"externalOpportunityId": "opp-1", "leadId": lead_id, "role": "Buyer", "isPrimary": True},
@@ -30,12 +32,14 @@ def test_opportunities_roles_and_sales_persons(h: Harness) -> None:
         ]
     )
     assert roles[0].ok
-    assert roles[1].status is RecordStatus.SKIPPED and roles[1].reasons[0].known is SkipCode.NOT_FOUND
+    assert roles[1].status is RecordStatus.SKIPPED
+    assert roles[1].reasons[0].known is SkipCode.NOT_FOUND
     assert h.client.describe_opportunities().id_field == "marketoGUID"
     assert h.client.describe_opportunity_roles().dedupe_fields == ("externalOpportunityId", "leadId", "role")
     assert h.client.describe_sales_persons().dedupe_fields == ("externalSalesPersonId",)
     updated = h.client.sync_opportunities([{"externalOpportunityId": "opp-1", "stage": "Won"}], action="updateOnly")
-    assert updated[0].status is RecordStatus.UPDATED and updated[0].id == opps[0].id
+    assert updated[0].status is RecordStatus.UPDATED
+    assert updated[0].id == opps[0].id
 
 
 def test_custom_objects(h: Harness) -> None:

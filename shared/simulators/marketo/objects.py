@@ -280,6 +280,7 @@ def custom_object(
     return ObjectType(
         name=api_name,
         display_name=display_name or api_name,
+        description=display_name or api_name,
         id_field="marketoGUID",
         dedupe_fields=tuple(dedupe_fields),
         searchable=[list(dedupe_fields), ["marketoGUID"]],
