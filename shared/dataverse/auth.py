@@ -86,7 +86,10 @@ class MsalHttpAdapter:
         clean_headers = {k: str(v) for k, v in (headers or {}).items() if v is not None}
         kwargs: dict[str, Any] = {}
         if isinstance(data, Mapping):
-            kwargs["data"] = {k: v for k, v in data.items() if v is not None}
+            # MSAL hands the client assertion over as bytes; httpx would form-encode that as "b'...'".
+            kwargs["data"] = {
+                k: v.decode("utf-8") if isinstance(v, bytes) else v for k, v in data.items() if v is not None
+            }
         elif data is not None:
             kwargs["content"] = data
         try:
