@@ -50,12 +50,14 @@ class Reason(StrEnum):
     FIRST_SYNC_ONE_WAY = "first sync of this field: the Dynamics value is copied to Marketo"
     QUICK_SYNC = "Quick Sync: the new field is refreshed from Dynamics"
     CREATE = "no Marketo record is linked: created from Dynamics"
+    REFRESH = "unchanged, re-sent with the record so a Marketo-side edit is overwritten (Dynamics wins)"
     CONVERSION_FAILED = "the value cannot be converted"
 
 
 class RecordAction(StrEnum):
     SYNC = "sync"
     CREATE_IN_MARKETO = "create_in_marketo"
+    UPSERT_IN_MARKETO = "upsert_in_marketo"
     SKIP_FILTERED = "skip_filtered"
     FLAG_DELETED = "flag_deleted_in_marketo"
     KEEP_DELETED = "keep_after_dynamics_delete"
@@ -102,6 +104,7 @@ class RecordState:
     baseline: Mapping[str, Canonical] = field(default_factory=dict)
     sync_filter: bool | None = None  # the Dynamics record's new_synctomkto value
     trigger: Trigger | None = None
+    linked: bool | None = None  # known link state; None: linked when there is a baseline
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +156,8 @@ def decide(mapping: EntityMapping, state: RecordState) -> Decision:
     if state.dynamics is None:
         if state.marketo is None:
             return Decision(entity, RecordAction.NOTHING, "the record exists on neither side")
-        if not state.baseline:
+        linked = bool(state.baseline) if state.linked is None else state.linked
+        if not linked:
             return Decision(
                 entity,
                 RecordAction.IGNORE_UNLINKED,
@@ -169,6 +173,58 @@ def decide(mapping: EntityMapping, state: RecordState) -> Decision:
     if state.marketo is None:
         return _create(mapping, state.dynamics)
     return _reconcile(mapping, state)
+
+
+def decide_one_way(
+    mapping: EntityMapping,
+    dynamics: Mapping[str, Canonical | ConversionError] | None,
+    baseline: Mapping[str, Canonical],
+    *,
+    linked: bool,
+    sync_filter: bool | None = None,
+) -> Decision:
+    """A one-way record whose Marketo side is not read (Marketo reports no edits of these objects).
+
+    When anything changed since the last sync, the whole record is upserted: the changed fields, and the
+    unchanged ones too, so any Marketo-side edit is overwritten (Dynamics always wins). Nothing changed: no call.
+    """
+    entity = mapping.entity
+    if dynamics is None:
+        if linked:
+            return Decision(entity, RecordAction.KEEP_DELETED, "deleted in Dynamics: the Marketo record is kept")
+        return Decision(entity, RecordAction.NOTHING, "the record exists on neither side")
+    if sync_filter is False:
+        return Decision(entity, RecordAction.SKIP_FILTERED, "new_synctomkto is No: the record is kept out of the sync")
+    plans, broken = _plan(mapping)
+    changed = not linked or any(
+        dynamics.get(p.column, _MISSING) != baseline.get(p.column, _MISSING) for p in plans if p.column in dynamics
+    )
+    if not changed:
+        return Decision(
+            entity, RecordAction.SYNC, "unchanged since the last sync", tuple(p.in_sync for p in plans), dict(baseline)
+        )
+    decisions: list[FieldDecision] = []
+    new_baseline = dict(baseline)
+    for p in plans:
+        raw = dynamics.get(p.column, _MISSING)
+        if raw is _MISSING:
+            decisions.append(p.not_read)
+            continue
+        if type(raw) is ConversionError:
+            decisions.append(FieldDecision(p.column, Action.ERROR, Reason.CONVERSION_FAILED, error=raw))
+            continue
+        value = cast(Canonical, raw)
+        before = baseline.get(p.column, _MISSING)
+        if before is _MISSING:
+            reason = Reason.QUICK_SYNC if p.quick_sync else Reason.FIRST_SYNC_ONE_WAY
+        else:
+            reason = Reason.REFRESH if before == value and type(before) is type(value) else Reason.CHANGED_IN_DYNAMICS
+        decided = _write_marketo(p.field, value, reason)
+        if decided.action is not Action.ERROR:
+            new_baseline[p.column] = value
+        decisions.append(decided)
+    action = RecordAction.UPSERT_IN_MARKETO if linked else RecordAction.CREATE_IN_MARKETO
+    return Decision(entity, action, "pushed from Dynamics", (*decisions, *broken), new_baseline)
 
 
 def _create(mapping: EntityMapping, dynamics: Mapping[str, Canonical | ConversionError]) -> Decision:

@@ -82,6 +82,7 @@ class StateStore:
             baseline=dict(doc.get("baseline") or {}),
             deleted_in_dynamics=bool(doc.get("deleted_in_dynamics")),
             synced_at=_when(doc.get("synced_at")),
+            followed_by=doc.get("followed_by"),
             etag=row.etag,
         )
 
@@ -102,13 +103,14 @@ class StateStore:
             "baseline": link.baseline,
             "deleted_in_dynamics": link.deleted_in_dynamics,
             "synced_at": synced_at.isoformat(),
+            "followed_by": link.followed_by,
         }
         key = link.dynamics_id.lower()
         if link.etag is None:
             etag = self.rows.insert(LINKS, link.entity, key, doc)
         else:
             etag = self.rows.replace(LINKS, link.entity, key, doc, link.etag)
-        if link.marketo_id is not None:
+        if link.marketo_id is not None and link.followed_by is None:
             self.rows.upsert(
                 MARKETO_INDEX, _person_partition(link.entity), str(link.marketo_id), {"entity": link.entity, "id": key}
             )

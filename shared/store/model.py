@@ -24,6 +24,7 @@ class Link:
     baseline: dict[str, Canonical] = field(default_factory=dict)
     deleted_in_dynamics: bool = False
     synced_at: datetime | None = None
+    followed_by: str | None = None  # "contact:<id>" once a lead was qualified and its person follows the contact
     etag: str | None = None
 
 

@@ -1,0 +1,84 @@
+"""How each kind of Dynamics entity is read from and written to Marketo, in batches of up to 300.
+
+Persons (leads and contacts) are read and written by Marketo lead id; everything else is a one-way upsert
+keyed by the Dynamics id held in the object's dedupe field (``externalCompanyId``, ``externalOpportunityId``,
+``externalSalesPersonId``, or the custom object's link field).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from shared.core.entities import MarketoObject
+from shared.core.mapping import EntityMapping
+from shared.marketo.client import MarketoClient
+from shared.marketo.models import RecordOutcome
+
+
+def person_fields(mapping: EntityMapping) -> list[str]:
+    """Marketo fields to read for a person: the mapped ones, its id, the link field and email (for matching)."""
+    return list(dict.fromkeys(["id", "email", mapping.marketo_link_field, *mapping.marketo_fields()]))
+
+
+def read_persons(marketo: MarketoClient, ids: Sequence[str], fields: Sequence[str]) -> dict[str, dict[str, Any]]:
+    if not ids:
+        return {}
+    return {str(lead["id"]): lead for lead in marketo.get_leads("id", list(ids), fields=fields)}
+
+
+def find_persons_by_email(
+    marketo: MarketoClient, emails: Sequence[str], fields: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Existing persons by e-mail (lower-case); with duplicates in Marketo, the oldest person (lowest id) wins."""
+    wanted = sorted({e.strip().lower() for e in emails if e and "," not in e})
+    if not wanted:
+        return {}
+    found: dict[str, dict[str, Any]] = {}
+    for lead in sorted(marketo.get_leads("email", wanted, fields=fields), key=lambda lead: int(lead["id"])):
+        email = str(lead.get("email") or "").lower()
+        found.setdefault(email, lead)
+    return found
+
+
+def update_persons(marketo: MarketoClient, records: Sequence[Mapping[str, Any]]) -> list[RecordOutcome]:
+    """Update existing persons by Marketo id (never creates: a vanished person shows as skipped 1004)."""
+    if not records:
+        return []
+    return marketo.sync_leads(records, action="updateOnly", lookup_field="id")
+
+
+def create_persons(
+    marketo: MarketoClient, records: Sequence[Mapping[str, Any]], link_field: str
+) -> list[RecordOutcome]:
+    """Create persons. Matched by e-mail when they have one (an existing person is updated, not duplicated),
+    otherwise by the link field that holds the Dynamics id."""
+    with_email = [(i, r) for i, r in enumerate(records) if r.get("email")]
+    without = [(i, r) for i, r in enumerate(records) if not r.get("email")]
+    outcomes: dict[int, RecordOutcome] = {}
+    for group, lookup in ((with_email, "email"), (without, link_field)):
+        if not group:
+            continue
+        results = marketo.sync_leads([r for _, r in group], action="createOrUpdate", lookup_field=lookup)
+        for (index, _), outcome in zip(group, results, strict=True):
+            outcomes[index] = RecordOutcome(index, outcome.status, outcome.id, outcome.reasons)
+    return [outcomes[i] for i in range(len(records))]
+
+
+def upsert_objects(
+    marketo: MarketoClient, mapping: EntityMapping, records: Sequence[Mapping[str, Any]]
+) -> list[RecordOutcome]:
+    """Create-or-update one-way records, deduplicated on the field holding the Dynamics id."""
+    if not records:
+        return []
+    kind = mapping.rule.marketo_object
+    if kind is MarketoObject.COMPANY:
+        return marketo.sync_companies(records)
+    if kind is MarketoObject.OPPORTUNITY:
+        return marketo.sync_opportunities(records)
+    if kind is MarketoObject.SALES_PERSON:
+        return marketo.sync_sales_persons(records)
+    if kind is MarketoObject.CUSTOM_OBJECT:
+        assert mapping.custom_object is not None  # the mapping validator guarantees it
+        return marketo.sync_custom_objects(mapping.custom_object, records)
+    raise ValueError(f"{mapping.entity} syncs to persons, not objects")

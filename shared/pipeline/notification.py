@@ -1,0 +1,86 @@
+"""A change notification: "this record may have changed". It carries identities, never field values.
+
+The reconcile step re-reads both systems, so a notification needs no payload beyond who changed; that keeps
+personal data off the queue, and makes duplicate, late and out-of-order notifications harmless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Source(StrEnum):
+    DATAVERSE_WEBHOOK = "dataverse_webhook"
+    DATAVERSE_QUEUE = "dataverse_queue"  # a Dataverse Service Bus service endpoint posting straight to the queue
+    DATAVERSE_CATCHUP = "dataverse_catchup"
+    MARKETO_WEBHOOK = "marketo_webhook"
+    MARKETO_FEED = "marketo_feed"
+    ADMIN_RETRY = "admin_retry"
+
+
+class Kind(StrEnum):
+    UPSERT = "upsert"
+    DELETE = "delete"
+
+
+class Notification(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = 1
+    source: Source
+    entity: str | None = Field(default=None, description="Dynamics entity; None for a Marketo person not yet resolved")
+    dynamics_id: str | None = None
+    marketo_id: str | None = None
+    kind: Kind = Kind.UPSERT
+    by_sync: bool = Field(default=False, description="the change was the sync's own write")
+    correlation_id: str | None = None
+    observed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    attempt: int = Field(default=0, ge=0)
+    dedupe_key: str | None = Field(default=None, description="what makes two deliveries the same event")
+
+    @model_validator(mode="after")
+    def _identified(self) -> Notification:
+        if self.dynamics_id is None and self.marketo_id is None:
+            raise ValueError("a notification names a Dynamics record (entity + dynamics_id) or a Marketo id")
+        if self.dynamics_id is not None and not self.entity:
+            raise ValueError("a Dynamics record id needs its entity")
+        return self
+
+    @property
+    def message_id(self) -> str:
+        """Stable per event, so Service Bus duplicate detection drops a re-sent copy (at most 128 chars)."""
+        basis = self.dedupe_key or f"{self.observed_at.isoformat()}"
+        who = f"{self.entity}:{self.dynamics_id}" if self.dynamics_id else f"mkto:{self.marketo_id}"
+        digest = hashlib.sha256(f"{self.source}|{who}|{self.kind}|{basis}|{self.attempt}".encode()).hexdigest()
+        return digest[:40]
+
+    def to_body(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+class NotificationError(ValueError):
+    """A queue message that is not a notification we can act on."""
+
+
+def parse_notification(body: bytes | str) -> Notification:
+    try:
+        data: Any = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise NotificationError(f"message body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise NotificationError("message body is not a JSON object")
+    try:
+        return Notification.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
+        raise NotificationError(f"not a sync notification: {problems}") from None
+
+
+def looks_like_dataverse_context(data: object) -> bool:
+    return isinstance(data, dict) and "PrimaryEntityName" in data and "MessageName" in data

@@ -1,0 +1,68 @@
+"""The local broker keeps the Service Bus semantics the pipeline relies on."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from shared.localhost.broker import LocalBroker, LocalQueue
+from shared.queueing import OutgoingMessage
+
+
+def msg(mid: str, **kw: object) -> OutgoingMessage:
+    return OutgoingMessage(body=mid.encode(), message_id=mid, **kw)  # type: ignore[arg-type]
+
+
+def test_messages_are_delivered_in_order_and_gone_once_completed() -> None:
+    q = LocalQueue("q")
+    q.send([msg("a"), msg("b"), msg("c")])
+    got = q.receive(2, timeout=0.1)
+    assert [d.message.message_id for d in got] == ["a", "b"]
+    q.complete(got)
+    rest = q.receive(10, timeout=0.1)
+    assert [d.message.message_id for d in rest] == ["c"]
+    q.complete(rest)
+    assert q.idle()
+
+
+def test_a_duplicate_message_id_within_the_window_is_dropped() -> None:
+    q = LocalQueue("q")
+    q.send([msg("a"), msg("a")])
+    assert q.duplicates_dropped == 1
+    assert len(q.peek()) == 1
+
+
+def test_an_abandoned_message_is_redelivered_with_a_higher_delivery_count() -> None:
+    q = LocalQueue("q")
+    q.send([msg("a")])
+    first = q.receive(1, timeout=0.1)
+    q.abandon(first, reason="boom")
+    second = q.receive(1, timeout=0.1)
+    assert second[0].delivery_count == 2
+
+
+def test_at_the_max_delivery_count_a_message_is_dead_lettered_with_the_reason() -> None:
+    q = LocalQueue("q", max_delivery_count=3)
+    q.send([msg("a")])
+    for _ in range(3):
+        q.abandon(q.receive(1, timeout=0.1), reason="RetryLater: Marketo 606")
+    assert q.receive(1, timeout=0.05) == []
+    (dead,) = q.dead_letters
+    assert dead.reason == "MaxDeliveryCountExceeded"
+    assert "Marketo 606" in dead.description
+    assert dead.delivery_count == 3
+
+
+def test_a_scheduled_message_waits_for_its_time() -> None:
+    q = LocalQueue("q")
+    q.send([msg("later", scheduled_at=datetime.now(UTC) + timedelta(seconds=0.3))])
+    assert q.receive(1, timeout=0.05) == []
+    assert len(q.peek()) == 1
+    got = q.receive(1, timeout=2)
+    assert [d.message.message_id for d in got] == ["later"]
+
+
+def test_the_broker_addresses_queues_by_name() -> None:
+    broker = LocalBroker()
+    broker.send("one", [msg("a")])
+    assert set(broker.queues()) == {"one"}
+    assert broker.queue("one").peek()[0].message.message_id == "a"
