@@ -113,6 +113,7 @@ def default_tables() -> dict[str, Table]:
                 _s("name", 160),
                 _s("accountnumber", 20),
                 _s("telephone1", 50),
+                _s("fax", 50),
                 _s("websiteurl", 200),
                 Column("industrycode", "Picklist", options={1: "Accounting", 2: "Agriculture", 33: "Consulting"}),
                 Column("revenue", "Money"),

@@ -44,6 +44,7 @@ _ROUTE = re.compile(r"^(?P<set>[\w$]+)(?:\((?P<key>[^)]*)\))?(?:/(?P<rest>.*))?$
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _BIND = re.compile(r"^/?(?P<set>\w+)\((?P<id>[0-9a-fA-F-]{36})\)$")
 WINDOW_SECONDS = 300.0
+_QUERY_SAFE = "$,()'"  # Dataverse writes $skiptoken / $select literally in links
 EXECUTION_TIME_LIMIT_MS = 1_200_000
 
 
@@ -609,7 +610,7 @@ class DataverseSimulator:
         if offset + prefer.max_page_size < len(rows):
             query = {k: v for k, v in params.items() if k != "$skiptoken"}
             query["$skiptoken"] = self._skiptoken(offset + prefer.max_page_size, snapshot)
-            body["@odata.nextLink"] = f"{base}{table.entity_set}?{urlencode(query)}"
+            body["@odata.nextLink"] = f"{base}{table.entity_set}?{urlencode(query, safe=_QUERY_SAFE)}"
         elif prefer.track_changes:
             body["@odata.deltaLink"] = self._delta_link(base, table, select, snapshot)
         headers = {"Preference-Applied": "odata.track-changes"} if prefer.track_changes else {}
@@ -635,7 +636,7 @@ class DataverseSimulator:
     def _delta_link(self, base: str, table: Table, select: list[str] | None, version: int) -> str:
         stamp = self._now().strftime("%m/%d/%Y %H:%M:%S")
         query = ({"$select": ",".join(select)} if select else {}) | {"$deltatoken": f"{version}!{stamp}"}
-        return f"{base}{table.entity_set}?{urlencode(query)}"
+        return f"{base}{table.entity_set}?{urlencode(query, safe=_QUERY_SAFE)}"
 
     def _delta(
         self,
@@ -682,7 +683,7 @@ class DataverseSimulator:
         if offset + prefer.max_page_size < len(items):
             query = {k: v for k, v in request.url.params.items() if k not in {"$skiptoken", "$deltatoken"}}
             query["$skiptoken"] = self._skiptoken(offset + prefer.max_page_size, snapshot, since)
-            body["@odata.nextLink"] = f"{base}{table.entity_set}?{urlencode(query)}"
+            body["@odata.nextLink"] = f"{base}{table.entity_set}?{urlencode(query, safe=_QUERY_SAFE)}"
         else:
             body["@odata.deltaLink"] = self._delta_link(base, table, select, snapshot)
         return self._json(200, body)
@@ -1058,7 +1059,17 @@ class DataverseSimulator:
             option_set["FalseOption"] = {"Value": 0, "Label": label(column.options.get(0, "No"))}
         else:
             option_set["Options"] = [
-                {"Value": value, "Color": None, "IsManaged": True, "ExternalValue": None, "Label": label(text)}
+                {
+                    "Value": value,
+                    "Color": None,
+                    "IsManaged": True,
+                    "ExternalValue": None,
+                    "ParentValues": [],
+                    "MetadataId": None,
+                    "HasChanged": None,
+                    "Label": label(text),
+                    "Description": {"LocalizedLabels": [], "UserLocalizedLabel": None},
+                }
                 for value, text in column.options.items()
             ]
         return option_set
