@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     dataverse_authority_host: str = Field(
         default="https://login.microsoftonline.com", validation_alias=AliasChoices("DATAVERSE_AUTHORITY_HOST")
     )
+    dataverse_sync_user_id: str = Field(default="", validation_alias=AliasChoices("DATAVERSE_SYNC_USER_ID"))
+    dataverse_organization: str = Field(default="", validation_alias=AliasChoices("DATAVERSE_ORGANIZATION"))
     dataverse_max_concurrency: int = Field(
         default=16, ge=1, le=52, validation_alias=AliasChoices("DATAVERSE_MAX_CONCURRENCY")
     )
@@ -84,6 +86,8 @@ class Settings(BaseSettings):
     )
     quick_sync_schedule: str = Field(default="15 */1 * * * *", validation_alias=AliasChoices("QUICK_SYNC_SCHEDULE"))
     max_instances: int = Field(default=1, ge=1, validation_alias=AliasChoices("FUNCTIONS_MAX_INSTANCES"))
+
+    azure_client_id: str = Field(default="", validation_alias=AliasChoices("AZURE_CLIENT_ID"))
 
     # --- State store ------------------------------------------------------------------------------------------
     state_store: Literal["table", "sqlite"] = Field(default="sqlite", validation_alias=AliasChoices("STATE_STORE"))

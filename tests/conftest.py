@@ -13,5 +13,6 @@ def app_functions() -> dict[str, Any]:
     function name"), so every test that inspects bindings shares this one session-wide result.
     """
     import function_app
+    from shared.localhost.host import registered_functions
 
-    return {str(f.get_function_name()): f for f in function_app.app.get_functions()}
+    return {str(f.get_function_name()): f for f in registered_functions(function_app.app)}

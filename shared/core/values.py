@@ -355,7 +355,8 @@ def _to_dynamics(field: FieldMapping, value: Canonical) -> Any:
         _check_length(field, value, field.dynamics_max_length, "Dynamics")
         return value
     if kind in (FieldType.DECIMAL, FieldType.MONEY) and isinstance(value, str):
-        return Decimal(value)
+        number = Decimal(value)  # a JSON number for the Web API (canonical decimals are already double-exact)
+        return int(number) if number == number.to_integral_value() else float(number)
     if kind is FieldType.MULTI_CHOICE and isinstance(value, str):
         return ",".join(value.split(";"))  # the Web API's form of a multi-select choice
     if kind is FieldType.CHOICE and isinstance(value, int) and value not in field.labels_by_value:

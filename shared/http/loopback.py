@@ -62,7 +62,9 @@ class LoopbackServer:
     def __init__(self, handler: Handler, *, port: int = 0, host: str = "127.0.0.1") -> None:
         self._server = ThreadingHTTPServer((host, port), _request_handler(handler, lambda: self.url))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="loopback", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="loopback", daemon=True
+        )
 
     @property
     def url(self) -> str:

@@ -118,7 +118,8 @@ def test_marketo_values_read_to_the_same_canonical_form(kind: str, marketo_value
     ("kind", "canonical", "to_marketo_value", "to_dynamics_value"),
     [
         ("text", "Ada", "Ada", "Ada"),
-        ("money", "2154.32", 2154.32, Decimal("2154.32")),
+        ("money", "2154.32", 2154.32, 2154.32),
+        ("decimal", "100", 100.0, 100),
         ("choice", 2, "Warm", 2),
         ("multi_choice", "1;3", "Hot;Cold", "1,3"),
         ("date", "2026-12-15", "2026-12-15", "2026-12-15"),

@@ -37,7 +37,11 @@ def _context(**changes: Any) -> dict[str, Any]:
 def test_a_recorded_update_context_becomes_a_notification_for_that_record(mapping: SyncMapping) -> None:
     note = from_dataverse(parse_context(CONTEXT), mapping, sync_user_id=SYNC_USER, source=Source.DATAVERSE_WEBHOOK)
     assert isinstance(note, Notification)
-    assert (note.entity, note.dynamics_id, note.kind) == ("contact", "6d81597f-0f9f-e711-8122-000d3aa2331c", Kind.UPSERT)
+    assert (note.entity, note.dynamics_id, note.kind) == (
+        "contact",
+        "6d81597f-0f9f-e711-8122-000d3aa2331c",
+        Kind.UPSERT,
+    )
     assert note.correlation_id == CONTEXT["CorrelationId"]
     assert note.dedupe_key == CONTEXT["OperationId"]
 

@@ -1,0 +1,84 @@
+"""``python -m shared.localhost``: run the product here (the README's first command).
+
+By default against the built-in Dataverse and Marketo simulators on loopback; with ``SYNC_TARGET=live`` (and the
+tenant settings) against real ones. Prints where everything is and how to try it; Ctrl-C stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+
+import function_app
+from shared.localhost.stack import LocalStack
+from shared.settings import Settings
+
+_SETTING_NAMES = {
+    str(choices[0])
+    for info in Settings.model_fields.values()
+    if (choices := getattr(info.validation_alias, "choices", None))
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m shared.localhost", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=7071, help="HTTP port of the function endpoints (default 7071)")
+    parser.add_argument("--no-timers", action="store_true", help="do not fire the timer functions on schedule")
+    parser.add_argument("--state", default=None, help="SQLite file for the state (default: in memory)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    overrides = {k: v for k, v in os.environ.items() if k in _SETTING_NAMES}
+    stack = LocalStack(
+        function_app.app, port=args.port, run_timers=not args.no_timers, overrides=overrides, state_path=args.state
+    ).start()
+    print(banner(stack), flush=True)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+
+
+def banner(stack: LocalStack) -> str:
+    s = stack.settings
+    host = stack.host.url
+    lines = [
+        "",
+        "Dynamics 365 <-> Marketo sync is running locally.",
+        f"  functions      {host}/api/  (status: {host}/api/status?format=html)",
+    ]
+    for route in stack.host.functions.http:
+        lines.append(f"    {'/'.join(sorted(route.methods)):<10} /api/{route.route}")
+    lines.append(f"  queue          {s.changes_queue} (local broker), timers: "
+                 + ", ".join(t.name for t in stack.host.functions.timers))  # fmt: skip
+    if stack.tenants is not None:
+        t = stack.tenants
+        lines += [
+            f"  Dataverse sim  {s.dataverse_url}/api/data/v9.2/  (tenant {s.dataverse_tenant_id})",
+            f"  Marketo sim    {s.marketo_base_url}/rest/v1/",
+            "",
+            "Try it: get a Dataverse token as the simulated admin app, change a contact, watch Marketo.",
+            f"  DV={s.dataverse_url}; MK={s.marketo_base_url}",
+            f"  TOKEN=$(curl -s -d grant_type=client_credentials -d client_id={t.demo_client_id} "
+            f"-d client_secret={t.secrets.demo_client_secret} -d scope=$DV/.default "
+            f"$DV/{s.dataverse_tenant_id}/oauth2/v2.0/token | python3 -c 'import json,sys;print(json.load(sys.stdin)[\"access_token\"])')",
+            '  curl -s -X POST -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" '
+            '-d \'{"firstname":"Ada","lastname":"Lovelace","emailaddress1":"ada@example.com","jobtitle":"Engineer"}\' '
+            "$DV/api/data/v9.2/contacts",
+            f'  MKTOKEN=$(curl -s "$MK/identity/oauth/token?grant_type=client_credentials&client_id={t.secrets.marketo_client_id}'
+            f'&client_secret={t.secrets.marketo_client_secret}" | python3 -c \'import json,sys;print(json.load(sys.stdin)["access_token"])\')',
+            '  curl -s -H "Authorization: Bearer $MKTOKEN" "$MK/rest/v1/leads.json?filterType=email&filterValues=ada@example.com&fields=email,title,dynamicsContactId"',
+            "  (these credentials are made up at start and live only as long as this process)",
+        ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

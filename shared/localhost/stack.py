@@ -1,0 +1,214 @@
+"""The whole product on one machine: simulated (or real) tenants, the local broker, SQLite state, the local host.
+
+Used by ``python -m shared.localhost`` (the README's first command) and by the end-to-end tests, which run the
+very same stack in-process (``in_process=True``: HTTP between the parts goes through httpx transports instead of
+loopback sockets, so a test is fast and needs no ports).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import azure.functions as func
+import httpx
+
+from shared.core.mapping import load_mapping
+from shared.dataverse.auth import BearerAuth, MsalTokenSource, build_confidential_client
+from shared.dataverse.client import DataverseClient
+from shared.http.loopback import LoopbackServer
+from shared.localhost.broker import LocalBroker
+from shared.localhost.host import LocalHost
+from shared.localhost.tenants import SimulatedTenants
+from shared.marketo.client import MarketoClient
+from shared.services import ROOT, Pending, Services, build_services, install, marketo_limiter
+from shared.settings import Settings
+from shared.store.sqlite import sqlite_store
+
+IN_PROCESS_DATAVERSE = "https://contoso.crm.dynamics.com"
+IN_PROCESS_MARKETO = "https://123-abc-456.mktorest.com"
+IN_PROCESS_HOST = "http://functions.localhost"
+ENTRA = "https://login.microsoftonline.com"  # MSAL insists on https; the simulated Entra answers under this name
+
+
+class BrokerObserver:
+    def __init__(self, broker: LocalBroker) -> None:
+        self.broker = broker
+
+    def pending(self, queue: str, limit: int = 1000) -> list[Pending]:
+        return [
+            Pending(str(d.message.application_properties.get("entity", "person")), d.enqueued_at)
+            for d in self.broker.queue(queue).peek()[:limit]
+        ]
+
+    def dead_lettered(self, queue: str) -> int:
+        return len(self.broker.queue(queue).dead_letters)
+
+
+def binding_settings(settings: Settings) -> dict[str, str]:
+    """The app settings the function bindings name (``%SYNC_CHANGES_QUEUE%`` and friends)."""
+    return {
+        "SYNC_CHANGES_QUEUE": settings.changes_queue,
+        "QUICK_SYNC_QUEUE": settings.quick_sync_queue,
+        "MARKETO_FEED_SCHEDULE": settings.marketo_feed_schedule,
+        "DATAVERSE_CATCHUP_SCHEDULE": settings.dataverse_catchup_schedule,
+        "QUICK_SYNC_SCHEDULE": settings.quick_sync_schedule,
+    }
+
+
+def _router(routes: Mapping[str, Callable[[httpx.Request], httpx.Response]]) -> httpx.MockTransport:
+    def handle(request: httpx.Request) -> httpx.Response:
+        handler = routes.get(request.url.host)
+        if handler is None:
+            return httpx.Response(502, json={"error": f"no in-process service at {request.url.host}"})
+        return handler(request)
+
+    return httpx.MockTransport(handle)
+
+
+def _host(url: str) -> str:
+    return str(urlparse(url).hostname)
+
+
+class _Reroute(httpx.BaseTransport):
+    """Real HTTP, with some hosts answered elsewhere (Entra's name -> the simulator's loopback address)."""
+
+    def __init__(self, hosts: Mapping[str, str]) -> None:
+        self._hosts = {host: httpx.URL(target) for host, target in hosts.items()}
+        self._inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        target = self._hosts.get(request.url.host)
+        if target is not None:
+            request.url = request.url.copy_with(scheme=target.scheme, host=target.host, port=target.port)
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+@dataclass
+class LocalStack:
+    """Start with :meth:`start`, stop with :meth:`stop` (or use it as a context manager)."""
+
+    app: func.FunctionApp
+    in_process: bool = False
+    port: int = 0
+    run_timers: bool = True
+    retry_delay: float = 1.0
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    state_path: str | None = None
+    settings: Settings = field(init=False)
+    tenants: SimulatedTenants | None = field(init=False, default=None)
+    broker: LocalBroker = field(init=False)
+    host: LocalHost = field(init=False)
+    services: Services = field(init=False)
+    http: httpx.Client = field(init=False)
+    _servers: list[LoopbackServer] = field(init=False, default_factory=list)
+
+    def start(self) -> LocalStack:
+        base = Settings.model_validate(dict(self.overrides))
+        self.broker = LocalBroker()
+        live = base.target == "live"
+        env: dict[str, str] = dict(self.overrides)
+        if not live:
+            mapping_path = Path(base.mapping_file)
+            mapping = load_mapping((mapping_path if mapping_path.is_absolute() else ROOT / mapping_path).read_text())
+            self.tenants = SimulatedTenants(mapping)
+            if self.in_process:
+                dataverse_url, marketo_url = IN_PROCESS_DATAVERSE, IN_PROCESS_MARKETO
+            else:
+                dv = LoopbackServer(self.tenants.dataverse).start()
+                mk = LoopbackServer(self.tenants.marketo).start()
+                self._servers += [dv, mk]
+                dataverse_url, marketo_url = dv.url, mk.url
+            env = {**self.tenants.environment(dataverse_url, marketo_url), **env}
+        env.setdefault("STATE_STORE", "sqlite")
+        self.settings = Settings.model_validate(env)
+        store = sqlite_store(self.state_path or ":memory:")
+        if live:
+            real = build_services(self.settings)
+            self.services = Services(self.settings, store, self.broker, real.dataverse, real.marketo)
+        else:
+            self.services = self._simulated_services(store)
+        self.services.observer = BrokerObserver(self.broker)
+        install(self.services)
+        self.host = LocalHost(
+            self.app,
+            self.broker,
+            env=binding_settings(self.settings),
+            port=self.port,
+            run_timers=self.run_timers,
+            retry_delay=self.retry_delay,
+        )
+        self.host.start()
+        if self.tenants is not None:
+            if self.in_process:
+                self.tenants.connect(
+                    IN_PROCESS_HOST, dataverse_sender=self._deliver, marketo_sender=self._deliver_and_forget
+                )
+            else:
+                self.tenants.connect(self.host.url)
+        return self
+
+    def _simulated_services(self, store: Any) -> Services:
+        assert self.tenants is not None
+        s = self.settings
+        if self.in_process:
+            transport: httpx.BaseTransport = _router(
+                {
+                    _host(ENTRA): self.tenants.dataverse,
+                    str(urlparse(IN_PROCESS_DATAVERSE).hostname): self.tenants.dataverse,
+                    str(urlparse(IN_PROCESS_MARKETO).hostname): self.tenants.marketo,
+                }
+            )
+            self.http = httpx.Client(transport=transport, timeout=30.0)
+        else:
+            self.http = httpx.Client(transport=_Reroute({_host(ENTRA): s.dataverse_url}), timeout=30.0)
+        app = build_confidential_client(
+            tenant_id=s.dataverse_tenant_id,
+            client_id=s.dataverse_client_id,
+            client_secret=s.dataverse_client_secret.get_secret_value(),
+            authority_host=s.dataverse_authority_host,
+            http_client=self.http,
+        )
+        tokens = MsalTokenSource(app, s.dataverse_url, secret=s.dataverse_client_secret.get_secret_value())
+        dataverse = DataverseClient(
+            self.http, s.dataverse_url, auth=BearerAuth(tokens), max_concurrency=s.dataverse_max_concurrency
+        )
+        marketo = MarketoClient(
+            self.http,
+            base_url=s.marketo_base_url,
+            identity_url=s.marketo_identity_url,
+            client_id=s.marketo_client_id,
+            client_secret=s.marketo_client_secret,
+            limiter=marketo_limiter(s),
+        )
+        return Services(s, store, self.broker, dataverse, marketo)
+
+    def _deliver(self, url: str, headers: Mapping[str, str], body: bytes) -> int:
+        """In-process webhook delivery: straight into the local host's HTTP handler."""
+        request = httpx.Request("POST", url, headers=dict(headers), content=body)
+        return self.host.handle_http(request).status_code
+
+    def _deliver_and_forget(self, url: str, headers: Mapping[str, str], body: bytes) -> None:
+        self._deliver(url, headers, body)  # Marketo ignores a webhook's answer
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until the changes queue is empty (scheduled retries count as pending)."""
+        return self.broker.queue(self.settings.changes_queue).wait_idle(timeout)
+
+    def stop(self) -> None:
+        self.host.stop()
+        for server in self._servers:
+            server.stop()
+        install(None)
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

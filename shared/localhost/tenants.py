@@ -1,0 +1,223 @@
+"""Simulated Dynamics and Marketo tenants for the local host and the end-to-end tests.
+
+Both simulators are set up the way an admin would set up real tenants for this product: the Dataverse tables
+carry every mapped column (with the mapping's choice options), the sync has an app registration and an
+application user, plugin steps post to the local host's webhook; Marketo has the custom fields and objects the
+mapping writes to, and a trigger campaign's webhook that calls the local host. Credentials and webhook secrets are
+made up at start, held in memory only.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from shared.core.entities import MarketoObject
+from shared.core.mapping import SYNC_FILTER_COLUMN, FieldMapping, FieldType, SyncMapping
+from shared.pipeline.reconcile import DELETED_FLAG_FIELD
+from shared.simulators.dataverse.schema import Column, Table
+from shared.simulators.dataverse.simulator import DataverseSimulator
+from shared.simulators.marketo.simulator import MarketoSimulator
+from shared.simulators.marketo.webhook import WebhookConfig
+
+SYNC_CLIENT_ID = "5ad1c0de-0000-4000-8000-00000000c11e"
+DEMO_CLIENT_ID = "de300000-0000-4000-8000-0000000ad310"  # an admin tool for the README walk-through, not the sync
+TENANT_ID = "00000000-0000-0000-0000-0000000000aa"
+ORGANIZATION = "contoso"
+
+_DATAVERSE_TYPES = {
+    FieldType.TEXT: "String",
+    FieldType.MEMO: "Memo",
+    FieldType.INTEGER: "Integer",
+    FieldType.BIGINT: "BigInt",
+    FieldType.DECIMAL: "Decimal",
+    FieldType.DOUBLE: "Double",
+    FieldType.MONEY: "Money",
+    FieldType.BOOLEAN: "Boolean",
+    FieldType.DATE: "DateTime",
+    FieldType.DATETIME: "DateTime",
+    FieldType.CHOICE: "Picklist",
+    FieldType.MULTI_CHOICE: "MultiSelectPicklist",
+    FieldType.LOOKUP: "Lookup",
+}
+_MARKETO_TYPES = {
+    FieldType.TEXT: "string",
+    FieldType.MEMO: "text",
+    FieldType.INTEGER: "integer",
+    FieldType.BIGINT: "string",
+    FieldType.DECIMAL: "float",
+    FieldType.DOUBLE: "float",
+    FieldType.MONEY: "currency",
+    FieldType.BOOLEAN: "boolean",
+    FieldType.DATE: "date",
+    FieldType.DATETIME: "datetime",
+    FieldType.CHOICE: "string",
+    FieldType.MULTI_CHOICE: "string",
+    FieldType.LOOKUP: "string",
+}
+_LOOKUP_TARGETS = {"ownerid": "systemuser", "parentcustomerid": "account", "originatingleadid": "lead"}
+
+Deliver = Callable[[str, Mapping[str, str], bytes], int]
+
+
+@dataclass
+class Secrets:
+    dataverse_client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    marketo_client_id: str = field(default_factory=lambda: "mkto-" + secrets.token_hex(6))
+    marketo_client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    dataverse_webhook_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    marketo_webhook_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    demo_client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+
+
+def _column(f: FieldMapping, existing: Column | None) -> Column:
+    options = {o.value: o.label for o in f.options}
+    if existing is not None and existing.type in ("Owner",):
+        return existing
+    return Column(
+        f.dynamics,
+        _DATAVERSE_TYPES[f.type],
+        max_length=f.dynamics_max_length or (f.max_length if f.type is FieldType.TEXT else None),
+        options=options,
+        target=_LOOKUP_TARGETS.get(f.dynamics, "account") if f.type is FieldType.LOOKUP else None,
+    )
+
+
+def provision_dataverse(sim: DataverseSimulator, mapping: SyncMapping) -> None:
+    """Every mapped column exists with the mapping's type and options (what the customizer did)."""
+    for entity in mapping.entities:
+        table: Table | None = sim.tables.get(entity.entity)
+        if table is None:
+            raise ValueError(f"the simulated organisation has no '{entity.entity}' table")
+        for f in entity.fields:
+            table.columns[f.dynamics] = _column(f, table.columns.get(f.dynamics))
+        if entity.sync_filter:
+            table.columns[SYNC_FILTER_COLUMN] = Column(SYNC_FILTER_COLUMN, "Boolean", options={0: "No", 1: "Yes"})
+
+
+def provision_marketo(sim: MarketoSimulator, mapping: SyncMapping) -> None:
+    """Custom lead fields and custom objects the mapping writes to (created as an admin would, not counted)."""
+    existing = {name.casefold() for name in sim.leads.fields}
+    wanted: dict[str, dict[str, Any]] = {}
+    for entity in mapping.entities:
+        if entity.rule.marketo_object is MarketoObject.PERSON:
+            for f in entity.fields:
+                wanted.setdefault(
+                    f.marketo, {"name": f.marketo, "displayName": f.marketo, "dataType": _MARKETO_TYPES[f.type]}
+                )
+            for name, kind in ((entity.marketo_link_field, "string"), (DELETED_FLAG_FIELD, "boolean")):
+                wanted.setdefault(name, {"name": name, "displayName": name, "dataType": kind})
+        elif entity.rule.marketo_object is MarketoObject.CUSTOM_OBJECT:
+            assert entity.custom_object is not None
+            fields = {f.marketo: _MARKETO_TYPES[f.type] for f in entity.fields}
+            fields[entity.marketo_link_field] = "string"
+            sim.define_custom_object(entity.custom_object, dedupe_fields=(entity.marketo_link_field,), fields=fields)
+    missing = [spec for name, spec in wanted.items() if name.casefold() not in existing]
+    if missing:
+        sim.leads.create_fields(missing)
+
+
+def register_webhooks(sim: DataverseSimulator, mapping: SyncMapping, url: str, header: str, secret: str) -> None:
+    """Asynchronous post-operation steps for Create, Update (filtered to mapped columns) and Delete."""
+    for entity in mapping.entities:
+        columns = [f.dynamics for f in entity.live_fields]
+        if entity.sync_filter:
+            columns.append(SYNC_FILTER_COLUMN)
+        if entity.entity == "contact":
+            columns.append("originatingleadid")
+        for message in ("Create", "Update", "Delete"):
+            sim.register_webhook(
+                url,
+                entity=entity.entity,
+                message=message,
+                filtering_attributes=columns if message == "Update" else (),
+                post_image=columns if message != "Delete" else None,
+                header=(header, secret),
+            )
+
+
+@dataclass
+class SimulatedTenants:
+    mapping: SyncMapping
+    secrets: Secrets = field(default_factory=Secrets)
+    dataverse: DataverseSimulator = field(init=False)
+    marketo: MarketoSimulator = field(init=False)
+    sync_user_id: str = field(init=False)
+    admin_user_id: str = field(init=False)
+    demo_user_id: str = field(init=False)
+    demo_client_id: str = DEMO_CLIENT_ID
+
+    def __post_init__(self) -> None:
+        self.dataverse = DataverseSimulator(tenant_id=TENANT_ID, organization_name=ORGANIZATION)
+        self.marketo = MarketoSimulator(
+            client_id=self.secrets.marketo_client_id, client_secret=self.secrets.marketo_client_secret
+        )
+        provision_dataverse(self.dataverse, self.mapping)
+        provision_marketo(self.marketo, self.mapping)
+        self.sync_user_id = self.dataverse.add_app(SYNC_CLIENT_ID, secret=self.secrets.dataverse_client_secret)
+        self.admin_user_id = self.dataverse.add_user("Dana Admin")
+        self.demo_user_id = self.dataverse.add_app(DEMO_CLIENT_ID, secret=self.secrets.demo_client_secret)
+
+    def connect(
+        self,
+        function_base_url: str,
+        *,
+        dataverse_header: str = "x-sync-secret",
+        marketo_header: str = "x-sync-secret",
+        dataverse_sender: Deliver | None = None,
+        marketo_sender: Callable[[str, Mapping[str, str], bytes], None] | None = None,
+    ) -> None:
+        """Point both tenants' webhooks at the function host (over HTTP, or through the given senders)."""
+        base = function_base_url.rstrip("/")
+        if dataverse_sender is not None:
+            self.dataverse.sender = dataverse_sender
+        register_webhooks(
+            self.dataverse,
+            self.mapping,
+            f"{base}/api/dataverse/webhook",
+            dataverse_header,
+            self.secrets.dataverse_webhook_secret,
+        )
+        persons = {f.marketo for e in self.mapping.entities if e.rule.two_way for f in e.live_fields}
+        config = WebhookConfig(
+            f"{base}/api/marketo/webhook",
+            SecretStr(self.secrets.marketo_webhook_secret),
+            marketo_header,
+            frozenset(persons),
+        )
+        self.marketo.configure_webhook(config, marketo_sender or _http_sender())
+
+    def environment(self, dataverse_url: str, marketo_url: str) -> dict[str, str]:
+        """The app settings that point the product at these tenants."""
+        return {
+            "SYNC_TARGET": "simulated",
+            "DATAVERSE_URL": dataverse_url,
+            "DATAVERSE_TENANT_ID": TENANT_ID,
+            "DATAVERSE_CLIENT_ID": SYNC_CLIENT_ID,
+            "DATAVERSE_CLIENT_SECRET": self.secrets.dataverse_client_secret,
+            "DATAVERSE_AUTHORITY_HOST": "https://login.microsoftonline.com",
+            "DATAVERSE_ORGANIZATION": f"{ORGANIZATION}.crm.dynamics.com",
+            "MARKETO_BASE_URL": marketo_url,
+            "MARKETO_IDENTITY_URL": marketo_url.rstrip("/") + "/identity",
+            "MARKETO_CLIENT_ID": self.secrets.marketo_client_id,
+            "MARKETO_CLIENT_SECRET": self.secrets.marketo_client_secret,
+            "DATAVERSE_WEBHOOK_SECRET": self.secrets.dataverse_webhook_secret,
+            "MARKETO_WEBHOOK_SECRET": self.secrets.marketo_webhook_secret,
+        }
+
+
+def _http_sender() -> Callable[[str, Mapping[str, str], bytes], None]:
+    client = httpx.Client(timeout=30.0)
+
+    def send(url: str, headers: Mapping[str, str], body: bytes) -> None:
+        # Marketo's webhooks are fire-and-forget: the lead-changes feed is the reliable path.
+        with suppress(httpx.TransportError):
+            client.post(url, headers=dict(headers), content=body)
+
+    return send

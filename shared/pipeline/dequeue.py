@@ -1,0 +1,69 @@
+"""Reading a batch off the queue: our notifications, and Dataverse contexts posted there directly.
+
+A message we cannot read is never retried (it would fail the same way each time) and never dropped silently:
+it becomes a sync error that names the message id and the problem, and the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from shared.dataverse.context import ContextError, parse_context
+from shared.pipeline.intake import Ignored, from_dataverse
+from shared.pipeline.notification import (
+    Notification,
+    NotificationError,
+    Source,
+    looks_like_dataverse_context,
+    parse_notification,
+)
+from shared.services import Services
+from shared.store.model import SyncErrorRecord
+
+
+@dataclass
+class Batch:
+    notifications: list[Notification] = field(default_factory=list)
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+    rejected: list[SyncErrorRecord] = field(default_factory=list)
+
+
+def read_batch(services: Services, messages: Sequence[tuple[str | None, bytes, int | None]]) -> Batch:
+    batch = Batch()
+    for message_id, body, _delivery_count in messages:
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            data = None
+        try:
+            if looks_like_dataverse_context(data):
+                outcome = from_dataverse(
+                    parse_context(body),
+                    services.mapping,
+                    sync_user_id=services.settings.dataverse_sync_user_id or None,
+                    source=Source.DATAVERSE_QUEUE,
+                )
+                if isinstance(outcome, Ignored):
+                    batch.ignored.append((message_id or "", outcome.reason))
+                    continue
+                batch.notifications.append(outcome)
+            else:
+                batch.notifications.append(parse_notification(body))
+        except (NotificationError, ContextError) as exc:
+            error = SyncErrorRecord(
+                id=uuid.uuid4().hex,
+                entity="-",
+                record_id=message_id or "",
+                operation="dequeue",
+                direction="-",
+                code="bad-message",
+                message=f"queue message {message_id} is not readable: {exc}; body starts {body[:80]!r}",
+                occurred_at=datetime.now(UTC),
+            )
+            services.store.add_error(error)
+            batch.rejected.append(error)
+    return batch

@@ -1,0 +1,197 @@
+"""The reliable paths in: Marketo's lead-changes feed and Dataverse change tracking, read by timers.
+
+Webhooks cut latency; these make sure nothing is lost. Marketo's webhook is fire-and-forget and Dataverse retries a
+webhook only once, so each timer reads its feed from a checkpoint in the state store, skips what is provably
+already in sync (the sync's own writes coming back), and queues a notification for everything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from shared.core.mapping import EntityMapping
+from shared.core.values import ConversionError, from_marketo, read_dynamics_record
+from shared.dataverse.client import Change
+from shared.errors import Conflict
+from shared.pipeline.notification import Kind, Notification, Source
+from shared.pipeline.reconcile import dataverse_select, notification_message
+from shared.services import Services
+from shared.store.model import Checkpoint
+
+log = logging.getLogger(__name__)
+
+MARKETO_CHECKPOINT = "marketo:leadchanges"
+CHANGE_DATA_VALUE = 13
+
+
+def delta_checkpoint(entity: str) -> str:
+    return f"dataverse:delta:{entity}"
+
+
+def timer_checkpoint(name: str) -> str:
+    return f"timer:{name}"
+
+
+@dataclass
+class FeedReport:
+    queued: int = 0
+    echoes: int = 0
+    unlinked: int = 0
+    pages: int = 0
+    details: dict[str, int] = field(default_factory=dict)
+
+
+def _record_run(services: Services, name: str, now: datetime) -> None:
+    current = services.store.get_checkpoint(timer_checkpoint(name))
+    etag = current.etag if current is not None else None
+    with suppress(Conflict):  # another run recorded itself at the same moment: either stamp will do
+        services.store.save_checkpoint(Checkpoint(timer_checkpoint(name), now.isoformat(), now, etag))
+
+
+def _send(services: Services, notes: Iterable[Notification]) -> int:
+    messages = [notification_message(n) for n in notes]
+    if messages:
+        services.queue.send(services.settings.changes_queue, messages)
+    return len(messages)
+
+
+def read_marketo_feed(
+    services: Services,
+    *,
+    budget_seconds: float = 240.0,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock: Callable[[], float] = time.monotonic,
+) -> FeedReport:
+    """Queue a notification per linked person with a real change since the checkpoint."""
+    report = FeedReport()
+    mapping = services.mapping
+    persons = [m for m in mapping.entities if m.rule.two_way]
+    fields = sorted({f.marketo for m in persons for f in m.live_fields})
+    store, marketo = services.store, services.marketo
+    checkpoint = store.get_checkpoint(MARKETO_CHECKPOINT)
+    started = clock()
+    if checkpoint is None:
+        # First run: start from now (the catch-up timer and webhooks cover what came before).
+        token = marketo.paging_token(now() - timedelta(seconds=5))
+        checkpoint = store.save_checkpoint(Checkpoint(MARKETO_CHECKPOINT, token, now()))
+    if fields:
+        for page in marketo.lead_changes(checkpoint.value, fields):
+            report.pages += 1
+            notes: dict[str, Notification] = {}
+            for activity in page.activities:
+                if activity.activity_type_id != CHANGE_DATA_VALUE:
+                    continue  # New Lead: new persons are not pushed to Dynamics
+                link = store.find_by_marketo("lead", activity.lead_id)
+                if link is None:
+                    report.unlinked += 1
+                    continue
+                entity_mapping = mapping.by_entity.get(link.entity)
+                if entity_mapping is None:
+                    continue
+                real_change = False
+                for change in activity.fields:
+                    f = entity_mapping.by_marketo.get(change.name.casefold())
+                    if f is None:
+                        continue
+                    value = from_marketo(f, change.new_value)
+                    if isinstance(value, ConversionError) or link.baseline.get(f.dynamics, object()) != value:
+                        real_change = True
+                if not real_change:
+                    report.echoes += 1  # every changed field already holds the synced value: our own write
+                    continue
+                notes[str(activity.lead_id)] = Notification(
+                    source=Source.MARKETO_FEED, marketo_id=str(activity.lead_id), dedupe_key=activity.marketo_guid
+                )
+            report.queued += _send(services, notes.values())
+            try:
+                checkpoint = store.save_checkpoint(
+                    Checkpoint(MARKETO_CHECKPOINT, page.next_page_token, now(), checkpoint.etag)
+                )
+            except Conflict:
+                log.warning("another reader advanced the Marketo feed; stopping this run")
+                break
+            if clock() - started > budget_seconds:
+                break
+    _record_run(services, "marketo_feed", now())
+    return report
+
+
+def _catch_up_notes(
+    services: Services, mapping: EntityMapping, changes: list[Change], report: FeedReport
+) -> list[Notification]:
+    """Notifications for changed rows whose values differ from the baseline, and for removed linked rows."""
+    links = services.store.get_links(mapping.entity, [c.id for c in changes])
+    notes = []
+    for change in changes:
+        link = links.get(change.id)
+        if change.kind == "removed":
+            if link is not None and not link.deleted_in_dynamics:
+                notes.append(
+                    Notification(
+                        source=Source.DATAVERSE_CATCHUP,
+                        entity=mapping.entity,
+                        dynamics_id=change.id,
+                        kind=Kind.DELETE,
+                        dedupe_key=f"removed:{change.id}",
+                    )
+                )
+            continue
+        if link is not None and change.record is not None:
+            values = read_dynamics_record(mapping.live_fields, change.record.values)
+            if all(link.baseline.get(k, object()) == v for k, v in values.items()):
+                report.echoes += 1
+                continue
+        etag = change.record.etag if change.record is not None else None
+        notes.append(
+            Notification(
+                source=Source.DATAVERSE_CATCHUP,
+                entity=mapping.entity,
+                dynamics_id=change.id,
+                dedupe_key=f"etag:{etag}" if etag else None,
+            )
+        )
+    return notes
+
+
+def catch_up_dataverse(
+    services: Services,
+    *,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    flush_every: int = 500,
+) -> FeedReport:
+    """Queue a notification per Dynamics record that changed (or was deleted) and is not in sync.
+
+    The first run per entity reads every row: that is the initial sync. Later runs read the delta since the
+    checkpointed delta link.
+    """
+    report = FeedReport()
+    store = services.store
+    for mapping in services.mapping.entities:
+        name = delta_checkpoint(mapping.entity)
+        checkpoint = store.get_checkpoint(name)
+        feed = services.dataverse.changes(
+            mapping.entity, select=dataverse_select(mapping), delta_link=checkpoint.value if checkpoint else None
+        )
+        pending: list[Change] = []
+        queued = 0
+        for change in feed:
+            pending.append(change)
+            if len(pending) >= flush_every:
+                queued += _send(services, _catch_up_notes(services, mapping, pending, report))
+                pending = []
+        if pending:
+            queued += _send(services, _catch_up_notes(services, mapping, pending, report))
+        report.queued += queued
+        report.details[mapping.entity] = queued
+        if feed.delta_link:
+            try:
+                store.save_checkpoint(Checkpoint(name, feed.delta_link, now(), checkpoint.etag if checkpoint else None))
+            except Conflict:
+                log.warning("another catch-up advanced %s; its delta link stands", mapping.entity)
+    _record_run(services, "dataverse_catchup", now())
+    return report

@@ -1,0 +1,181 @@
+"""The composition root: builds the clients, store, queue and mapping once per process from the settings.
+
+Functions call :func:`services`; they never build a client themselves or know which host runs them. The local
+host and the tests :func:`install` their own (simulators, the local broker, SQLite); in Azure the same code
+builds the real ones from app settings on first use.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+from shared.core.mapping import SyncMapping, load_mapping
+from shared.dataverse.auth import BearerAuth, MsalTokenSource, confidential_client
+from shared.dataverse.client import DataverseClient
+from shared.errors import Conflict
+from shared.marketo.client import MarketoClient
+from shared.marketo.limiter import RateLimiter
+from shared.pipeline.reconcile import Reconciler
+from shared.queueing import QueueSender, ServiceBusQueueSender
+from shared.settings import Settings, get_settings
+from shared.store.base import StateStore
+from shared.store.sqlite import sqlite_store
+from shared.store.tables import TableRows, table_store
+
+MAPPING_DOCUMENT = "mapping"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A message waiting on the queue, as the status view counts them."""
+
+    entity: str
+    enqueued_at: Any
+
+
+class QueueObserver(Protocol):
+    def pending(self, queue: str, limit: int = 1000) -> list[Pending]:
+        """Messages not yet processed (peeked, not received), up to ``limit``."""
+
+    def dead_lettered(self, queue: str) -> int: ...
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: StateStore
+    queue: QueueSender
+    dataverse: DataverseClient
+    marketo: MarketoClient
+    observer: QueueObserver | None = None
+    _mapping: SyncMapping | None = field(default=None, repr=False)
+    _sync_user_id: str | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def mapping(self) -> SyncMapping:
+        """The mapping stored in the state store; seeded from ``SYNC_MAPPING_FILE`` on first use."""
+        if self._mapping is None:
+            with self._lock:
+                if self._mapping is None:
+                    self._mapping = load_stored_mapping(self.store, self.settings)
+        return self._mapping
+
+    def reload_mapping(self) -> SyncMapping:
+        with self._lock:
+            self._mapping = load_stored_mapping(self.store, self.settings)
+            return self._mapping
+
+    @property
+    def sync_user_id(self) -> str:
+        """The Dataverse application user the sync writes as (its own changes must not echo back)."""
+        if self._sync_user_id is None:
+            configured = self.settings.dataverse_sync_user_id
+            self._sync_user_id = (configured or self.dataverse.whoami().user_id).lower()
+        return self._sync_user_id
+
+    def reconciler(self) -> Reconciler:
+        return Reconciler(
+            self.mapping, self.store, self.dataverse, self.marketo, self.queue, self.settings.changes_queue
+        )
+
+
+def load_stored_mapping(store: StateStore, settings: Settings) -> SyncMapping:
+    stored = store.get_document(MAPPING_DOCUMENT)
+    if stored is not None:
+        return load_mapping(stored[0])
+    path = Path(settings.mapping_file)
+    text = (path if path.is_absolute() else ROOT / path).read_text()
+    mapping = load_mapping(text)
+    try:
+        store.save_document(MAPPING_DOCUMENT, text, None)
+    except Conflict:  # another instance seeded it first: use theirs
+        stored = store.get_document(MAPPING_DOCUMENT)
+        if stored is None:
+            raise
+        return load_mapping(stored[0])
+    return mapping
+
+
+def marketo_limiter(settings: Settings) -> RateLimiter:
+    """This instance's share of Marketo's per-instance limits: they hold however far the app scales out."""
+    instances = max(1, settings.max_instances)
+    return RateLimiter(
+        calls_per_window=max(1, math.floor(settings.marketo_calls_per_20s / instances)),
+        headroom=settings.marketo_headroom,
+        max_concurrency=max(1, settings.marketo_max_concurrency // instances),
+    )
+
+
+def build_store(settings: Settings) -> StateStore:
+    if settings.state_store == "sqlite":
+        path = Path(settings.state_sqlite_path)
+        return sqlite_store(path if path.is_absolute() else ROOT / path)
+    connection = settings.state_table_connection_string.get_secret_value()
+    if connection:
+        return table_store(TableRows.from_connection_string(connection))
+    return table_store(TableRows.from_endpoint(settings.state_table_endpoint, _azure_credential(settings)))
+
+
+def _azure_credential(settings: Settings) -> Any:
+    if settings.azure_client_id:  # the user-assigned identity the infrastructure gives the app
+        return ManagedIdentityCredential(client_id=settings.azure_client_id)
+    return DefaultAzureCredential()
+
+
+def build_services(settings: Settings) -> Services:
+    """Real clients for a real tenant (``SYNC_TARGET=live``), as in Azure."""
+    http = httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0))
+    tokens = MsalTokenSource(
+        confidential_client(
+            tenant_id=settings.dataverse_tenant_id,
+            client_id=settings.dataverse_client_id,
+            client_secret=settings.dataverse_client_secret.get_secret_value(),
+            authority_host=settings.dataverse_authority_host,
+            http_client=http,
+        ),
+        settings.dataverse_url,
+        secret=settings.dataverse_client_secret.get_secret_value(),
+    )
+    dataverse = DataverseClient(
+        http, settings.dataverse_url, auth=BearerAuth(tokens), max_concurrency=settings.dataverse_max_concurrency
+    )
+    marketo = MarketoClient(
+        http,
+        base_url=settings.marketo_base_url,
+        identity_url=settings.marketo_identity_url or settings.marketo_base_url.rstrip("/") + "/identity",
+        client_id=settings.marketo_client_id,
+        client_secret=settings.marketo_client_secret,
+        limiter=marketo_limiter(settings),
+    )
+    queue = ServiceBusQueueSender(settings.service_bus_namespace, _azure_credential(settings))
+    return Services(settings, build_store(settings), queue, dataverse, marketo)
+
+
+class _Current:
+    services: Services | None = None
+    lock = threading.Lock()
+
+
+def services() -> Services:
+    current = _Current.services
+    if current is None:
+        with _Current.lock:
+            if _Current.services is None:
+                _Current.services = build_services(get_settings())
+            current = _Current.services
+    return current
+
+
+def install(built: Services | None) -> None:
+    """Use these services for this process (the local host, tests); ``None`` forgets them."""
+    with _Current.lock:
+        _Current.services = built
