@@ -131,24 +131,27 @@ def _azure_credential(settings: Settings) -> Any:
     return DefaultAzureCredential()
 
 
-def build_services(settings: Settings) -> Services:
-    """Real clients for a real tenant (``SYNC_TARGET=live``), as in Azure."""
-    http = httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0))
+def build_dataverse(settings: Settings, http: httpx.Client) -> DataverseClient:
+    """The Dataverse client for a real tenant: MSAL client credentials, one app per process."""
+    secret = settings.dataverse_client_secret.get_secret_value()
     tokens = MsalTokenSource(
         confidential_client(
             tenant_id=settings.dataverse_tenant_id,
             client_id=settings.dataverse_client_id,
-            client_secret=settings.dataverse_client_secret.get_secret_value(),
+            client_secret=secret,
             authority_host=settings.dataverse_authority_host,
             http_client=http,
         ),
         settings.dataverse_url,
-        secret=settings.dataverse_client_secret.get_secret_value(),
+        secret=secret,
     )
-    dataverse = DataverseClient(
+    return DataverseClient(
         http, settings.dataverse_url, auth=BearerAuth(tokens), max_concurrency=settings.dataverse_max_concurrency
     )
-    marketo = MarketoClient(
+
+
+def build_marketo(settings: Settings, http: httpx.Client) -> MarketoClient:
+    return MarketoClient(
         http,
         base_url=settings.marketo_base_url,
         identity_url=settings.marketo_identity_url or settings.marketo_base_url.rstrip("/") + "/identity",
@@ -156,8 +159,15 @@ def build_services(settings: Settings) -> Services:
         client_secret=settings.marketo_client_secret,
         limiter=marketo_limiter(settings),
     )
+
+
+def build_services(settings: Settings) -> Services:
+    """Real clients for a real tenant (``SYNC_TARGET=live``), as in Azure."""
+    http = httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0))
     queue = ServiceBusQueueSender(settings.service_bus_namespace, _azure_credential(settings))
-    return Services(settings, build_store(settings), queue, dataverse, marketo)
+    return Services(
+        settings, build_store(settings), queue, build_dataverse(settings, http), build_marketo(settings, http)
+    )
 
 
 class _Current:

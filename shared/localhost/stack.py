@@ -17,14 +17,11 @@ import azure.functions as func
 import httpx
 
 from shared.core.mapping import load_mapping
-from shared.dataverse.auth import BearerAuth, MsalTokenSource, build_confidential_client
-from shared.dataverse.client import DataverseClient
 from shared.http.loopback import LoopbackServer
 from shared.localhost.broker import LocalBroker
 from shared.localhost.host import LocalHost
 from shared.localhost.tenants import SimulatedTenants
-from shared.marketo.client import MarketoClient
-from shared.services import ROOT, Pending, Services, build_services, install, marketo_limiter
+from shared.services import ROOT, Pending, Services, build_dataverse, build_marketo, build_services, install
 from shared.settings import Settings
 from shared.store.sqlite import sqlite_store
 
@@ -168,25 +165,8 @@ class LocalStack:
             self.http = httpx.Client(transport=transport, timeout=30.0)
         else:
             self.http = httpx.Client(transport=_Reroute({_host(ENTRA): s.dataverse_url}), timeout=30.0)
-        app = build_confidential_client(
-            tenant_id=s.dataverse_tenant_id,
-            client_id=s.dataverse_client_id,
-            client_secret=s.dataverse_client_secret.get_secret_value(),
-            authority_host=s.dataverse_authority_host,
-            http_client=self.http,
-        )
-        tokens = MsalTokenSource(app, s.dataverse_url, secret=s.dataverse_client_secret.get_secret_value())
-        dataverse = DataverseClient(
-            self.http, s.dataverse_url, auth=BearerAuth(tokens), max_concurrency=s.dataverse_max_concurrency
-        )
-        marketo = MarketoClient(
-            self.http,
-            base_url=s.marketo_base_url,
-            identity_url=s.marketo_identity_url,
-            client_id=s.marketo_client_id,
-            client_secret=s.marketo_client_secret,
-            limiter=marketo_limiter(s),
-        )
+        dataverse = build_dataverse(s, self.http)
+        marketo = build_marketo(s, self.http)
         return Services(s, store, self.broker, dataverse, marketo)
 
     def _deliver(self, url: str, headers: Mapping[str, str], body: bytes) -> int:
