@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -84,7 +85,13 @@ class Services:
 
     def reconciler(self) -> Reconciler:
         return Reconciler(
-            self.mapping, self.store, self.dataverse, self.marketo, self.queue, self.settings.changes_queue
+            self.mapping,
+            self.store,
+            self.dataverse,
+            self.marketo,
+            self.queue,
+            self.settings.changes_queue,
+            pause_delay=timedelta(seconds=self.settings.pause_recheck_seconds),
         )
 
 

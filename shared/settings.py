@@ -85,6 +85,7 @@ class Settings(BaseSettings):
         default="0 */1 * * * *", validation_alias=AliasChoices("DATAVERSE_CATCHUP_SCHEDULE")
     )
     quick_sync_schedule: str = Field(default="15 */1 * * * *", validation_alias=AliasChoices("QUICK_SYNC_SCHEDULE"))
+    pause_recheck_seconds: float = Field(default=30.0, gt=0, validation_alias=AliasChoices("PAUSE_RECHECK_SECONDS"))
     max_instances: int = Field(default=1, ge=1, validation_alias=AliasChoices("FUNCTIONS_MAX_INSTANCES"))
 
     azure_client_id: str = Field(default="", validation_alias=AliasChoices("AZURE_CLIENT_ID"))

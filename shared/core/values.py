@@ -395,5 +395,9 @@ def read_dynamics_record(
 def read_marketo_record(
     fields: tuple[FieldMapping, ...], record: Mapping[str, object]
 ) -> dict[str, Canonical | ConversionError]:
-    """Canonical values of a Marketo record, keyed by the *Dynamics* column they pair with."""
-    return {f.dynamics: from_marketo(f, record[f.marketo]) for f in fields if f.marketo in record}
+    """Canonical values of a Marketo record, keyed by the *Dynamics* column they pair with.
+
+    Marketo leaves requested fields without a value out of its answer ("if a particular field is requested but
+    not returned, the value is implied to be null"), so a missing field reads as null.
+    """
+    return {f.dynamics: from_marketo(f, record.get(f.marketo)) for f in fields}

@@ -116,6 +116,31 @@ class LocalQueue:
                 taken.append(Delivered(entry.message, entry.sequence, entry.enqueued_at, entry.delivery_count))
             return taken
 
+    def receive_batch(self, max_messages: int, min_messages: int, max_wait: float, timeout: float) -> list[Delivered]:
+        """Like the Functions host with ``minMessageBatchSize``/``maxBatchWaitTime``: once a message is available,
+        wait up to ``max_wait`` for ``min_messages`` of them before delivering what there is."""
+        first_deadline = self._clock() + timeout
+        with self._cond:
+            while not self._available(self._clock()):
+                remaining = first_deadline - self._clock()
+                if remaining <= 0:
+                    return []
+                self._cond.wait(timeout=min(remaining, self._next_due_in(self._clock())))
+            batch_deadline = self._clock() + max_wait
+            while self._available(self._clock()) < min_messages:
+                remaining = batch_deadline - self._clock()
+                if remaining <= 0:
+                    break
+                self._cond.wait(timeout=min(remaining, self._next_due_in(self._clock())))
+        return self.receive(max_messages, timeout=0)
+
+    def _available(self, now: float) -> int:
+        return sum(1 for e in self._ready if e.available_at <= now)
+
+    def _next_due_in(self, now: float) -> float:
+        future = [e.available_at - now for e in self._ready if e.available_at > now]
+        return max(0.001, min(future, default=0.05))
+
     def complete(self, delivered: Sequence[Delivered]) -> None:
         with self._cond:
             for d in delivered:

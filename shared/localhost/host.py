@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -138,6 +139,31 @@ def to_function_message(d: Delivered) -> ServiceBusMessage:
     )
 
 
+@dataclass(frozen=True)
+class Batching:
+    """The Service Bus trigger's batching, as host.json sets it for the Functions host."""
+
+    max_size: int = 300
+    min_size: int = 1
+    max_wait: float = 0.0
+    concurrency: int = 1
+
+    @classmethod
+    def from_host_json(cls, path: Path) -> Batching:
+        service_bus = json.loads(path.read_text()).get("extensions", {}).get("serviceBus", {})
+        wait = str(service_bus.get("maxBatchWaitTime", "00:00:00"))
+        hours, minutes, seconds = (float(part) for part in wait.split(":"))
+        return cls(
+            max_size=int(service_bus.get("maxMessageBatchSize", 1000)),
+            min_size=int(service_bus.get("minMessageBatchSize", 1)),
+            max_wait=hours * 3600 + minutes * 60 + seconds,
+            concurrency=max(1, int(service_bus.get("maxConcurrentCalls", 1))),
+        )
+
+
+HOST_JSON = Path(__file__).resolve().parents[2] / "host.json"
+
+
 class LocalHost:
     """Serves HTTP functions, pumps queues into queue functions, fires timers. ``start()`` / ``stop()``."""
 
@@ -148,13 +174,13 @@ class LocalHost:
         *,
         env: Mapping[str, str] | None = None,
         port: int = 0,
-        batch_size: int = 300,
+        batching: Batching | None = None,
         retry_delay: float = 1.0,
         run_timers: bool = True,
     ) -> None:
         self.broker = broker
         self.functions = discover(app, env if env is not None else dict(os.environ))
-        self.batch_size = batch_size
+        self.batching = batching or Batching.from_host_json(HOST_JSON)
         self.retry_delay = retry_delay
         self.run_timers = run_timers
         self._server = LoopbackServer(self.handle_http, port=port)
@@ -204,7 +230,11 @@ class LocalHost:
     def _pump(self, consumer: QueueConsumer) -> None:
         queue = self.broker.queue(consumer.queue)
         while not self._stop.is_set():
-            delivered = queue.receive(self.batch_size if consumer.many else 1, timeout=0.2)
+            b = self.batching
+            if consumer.many:
+                delivered = queue.receive_batch(b.max_size, b.min_size, b.max_wait, timeout=0.2)
+            else:
+                delivered = queue.receive(1, timeout=0.2)
             if not delivered:
                 continue
             messages = [to_function_message(d) for d in delivered]
@@ -242,7 +272,8 @@ class LocalHost:
     def start(self) -> LocalHost:
         self._server.start()
         for consumer in self.functions.queues:
-            self._spawn(f"queue:{consumer.name}", self._pump, consumer)
+            for n in range(self.batching.concurrency):
+                self._spawn(f"queue:{consumer.name}:{n}", self._pump, consumer)
         if self.run_timers:
             for job in self.functions.timers:
                 self._spawn(f"timer:{job.name}", self._tick, job)

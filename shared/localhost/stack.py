@@ -19,7 +19,7 @@ import httpx
 from shared.core.mapping import load_mapping
 from shared.http.loopback import LoopbackServer
 from shared.localhost.broker import LocalBroker
-from shared.localhost.host import LocalHost
+from shared.localhost.host import Batching, LocalHost
 from shared.localhost.tenants import SimulatedTenants
 from shared.services import ROOT, Pending, Services, build_dataverse, build_marketo, build_services, install
 from shared.settings import Settings
@@ -96,6 +96,7 @@ class LocalStack:
     port: int = 0
     run_timers: bool = True
     retry_delay: float = 1.0
+    batching: Batching | None = None  # None: as host.json says
     overrides: Mapping[str, str] = field(default_factory=dict)
     state_path: str | None = None
     settings: Settings = field(init=False)
@@ -140,6 +141,7 @@ class LocalStack:
             port=self.port,
             run_timers=self.run_timers,
             retry_delay=self.retry_delay,
+            batching=self.batching,
         )
         self.host.start()
         if self.tenants is not None:

@@ -83,7 +83,7 @@ def _column(f: FieldMapping, existing: Column | None) -> Column:
     return Column(
         f.dynamics,
         _DATAVERSE_TYPES[f.type],
-        max_length=f.dynamics_max_length or (f.max_length if f.type is FieldType.TEXT else None),
+        max_length=f.dynamics_max_length or (4000 if f.type is FieldType.TEXT else None),  # the Dataverse maximum
         options=options,
         target=_LOOKUP_TARGETS.get(f.dynamics, "account") if f.type is FieldType.LOOKUP else None,
     )

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from shared.core.mapping import EntityMapping
-from shared.core.values import ConversionError, from_marketo, read_dynamics_record
+from shared.core.values import read_dynamics_record
 from shared.dataverse.client import Change
 from shared.errors import Conflict
+from shared.pipeline.echo import MarketoChange, classify_marketo_change
 from shared.pipeline.notification import Kind, Notification, Source
 from shared.pipeline.reconcile import dataverse_select, notification_message
 from shared.services import Services
@@ -86,23 +87,14 @@ def read_marketo_feed(
             for activity in page.activities:
                 if activity.activity_type_id != CHANGE_DATA_VALUE:
                     continue  # New Lead: new persons are not pushed to Dynamics
-                link = store.find_by_marketo("lead", activity.lead_id)
-                if link is None:
+                verdict = classify_marketo_change(
+                    services, str(activity.lead_id), ((c.name, c.new_value) for c in activity.fields)
+                )
+                if verdict is MarketoChange.UNLINKED:
                     report.unlinked += 1
                     continue
-                entity_mapping = mapping.by_entity.get(link.entity)
-                if entity_mapping is None:
-                    continue
-                real_change = False
-                for change in activity.fields:
-                    f = entity_mapping.by_marketo.get(change.name.casefold())
-                    if f is None:
-                        continue
-                    value = from_marketo(f, change.new_value)
-                    if isinstance(value, ConversionError) or link.baseline.get(f.dynamics, object()) != value:
-                        real_change = True
-                if not real_change:
-                    report.echoes += 1  # every changed field already holds the synced value: our own write
+                if verdict is not MarketoChange.SYNC:
+                    report.echoes += 1  # the sync's own write coming back, or no synced field changed
                     continue
                 notes[str(activity.lead_id)] = Notification(
                     source=Source.MARKETO_FEED, marketo_id=str(activity.lead_id), dedupe_key=activity.marketo_guid

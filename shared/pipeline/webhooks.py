@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from shared.dataverse.context import ContextError, parse_context
 from shared.errors import SyncError
+from shared.pipeline.echo import MarketoChange, classify_marketo_change
 from shared.pipeline.intake import Ignored, IntakeError, from_dataverse, from_marketo_webhook
 from shared.pipeline.notification import Notification, Source
 from shared.pipeline.reconcile import notification_message
@@ -129,4 +130,12 @@ def marketo_webhook(services: Services, headers: Mapping[str, str], body: bytes)
         note = from_marketo_webhook(payload)
     except IntakeError as exc:
         return problem(400, "bad-payload", str(exc))
+    changes = payload.get("changes") if isinstance(payload, dict) else None
+    if isinstance(changes, list) and changes:
+        pairs = [(str(c.get("field", "")), c.get("newValue")) for c in changes if isinstance(c, dict)]
+        verdict = classify_marketo_change(services, str(note.marketo_id), pairs)
+        if verdict is not MarketoChange.SYNC:
+            return Reply(200, {"status": "ignored", "reason": verdict.value})
+    elif services.store.find_by_marketo("lead", str(note.marketo_id)) is None:
+        return Reply(200, {"status": "ignored", "reason": MarketoChange.UNLINKED.value})
     return _enqueue(services, note)

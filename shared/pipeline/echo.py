@@ -1,0 +1,40 @@
+"""Is a Marketo change worth a reconcile? Cheap checks against the stored baseline, before any API call.
+
+The sync's own writes to Marketo come back as Change Data Value activities and as webhook calls. When every
+mapped field the change names already holds the value both sides agreed on, it is an echo: queueing it would
+only spend API calls to conclude "in sync".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+from shared.core.values import ConversionError, from_marketo
+from shared.services import Services
+
+
+class MarketoChange(StrEnum):
+    SYNC = "sync"
+    UNLINKED = "the Marketo person is not linked to a Dynamics record: not pushed (use 'sync person to Dynamics')"
+    ECHO = "every changed field already holds the synced value: the sync's own write, not echoed back"
+    UNMAPPED = "no synced field changed"
+
+
+def classify_marketo_change(services: Services, lead_id: str, changes: Iterable[tuple[str, object]]) -> MarketoChange:
+    link = services.store.find_by_marketo("lead", lead_id)
+    if link is None:
+        return MarketoChange.UNLINKED
+    mapping = services.mapping.by_entity.get(link.entity)
+    if mapping is None:
+        return MarketoChange.UNMAPPED
+    mapped = 0
+    for name, new_value in changes:
+        field = mapping.by_marketo.get(name.casefold())
+        if field is None:
+            continue
+        mapped += 1
+        value = from_marketo(field, new_value)
+        if isinstance(value, ConversionError) or link.baseline.get(field.dynamics, object()) != value:
+            return MarketoChange.SYNC
+    return MarketoChange.ECHO if mapped else MarketoChange.UNMAPPED

@@ -1,0 +1,359 @@
+"""Every rule of sync-rules.md, end to end: a change made in a (simulated) system, through the webhook or a feed,
+the queue and the reconcile function, to the other system."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.pipeline.reconcile import DELETED_FLAG_FIELD
+from shared.simulators.dataverse.simulator import InjectedFault
+from shared.store.model import ErrorStatus
+from tests.e2e.conftest import World
+
+ADA = {"firstname": "Ada", "lastname": "Lovelace", "emailaddress1": "ada@example.com", "jobtitle": "Engineer"}
+
+
+def _lead(world: World, **extra: object) -> tuple[str, dict[str, Any]]:
+    lead_id = world.create("lead", **{**ADA, **extra})
+    world.settle()
+    return lead_id, world.person(email="ada@example.com")
+
+
+# --- direction ----------------------------------------------------------------------------------------------------
+
+
+def test_a_new_dynamics_lead_becomes_a_marketo_person_with_every_mapped_value(world: World) -> None:
+    lead_id, person = _lead(world, leadqualitycode=1, new_interests="100000001,100000003", revenue=2154000.5)
+    assert person["firstName"] == "Ada"
+    assert person["title"] == "Engineer"
+    assert person["leadRating"] == "Hot"
+    assert person["productInterests"] == "Automation;Events"
+    assert person["annualRevenue"] == 2154000.5
+    assert person["dynamicsLeadId"] == lead_id
+    link = world.store.get_link("lead", lead_id)
+    assert link is not None
+    assert str(link.marketo_id) == str(person["id"])
+
+
+def test_a_dynamics_change_reaches_marketo(world: World) -> None:
+    lead_id, person = _lead(world)
+    world.update("lead", lead_id, jobtitle="CTO", leadqualitycode=2)
+    world.settle()
+    again = world.mk.lead(person["id"])
+    assert again is not None
+    assert (again["title"], again["leadRating"]) == ("CTO", "Warm")
+
+
+@pytest.mark.parametrize("entity", ["lead", "contact"])
+def test_a_marketo_change_reaches_dynamics_for_leads_and_contacts(world: World, entity: str) -> None:
+    record_id = world.create(entity, **ADA)
+    world.settle()
+    person = world.person(email="ada@example.com")
+    world.mk.change_lead(person["id"], title="Chief Scientist")
+    world.settle()
+    assert world.row(entity, record_id)["jobtitle"] == "Chief Scientist"
+
+
+@pytest.mark.parametrize(
+    ("entity", "values", "store", "key", "expected"),
+    [
+        ("account", {"name": "Analytical Engines", "numberofemployees": 240}, "companies", "externalCompanyId",
+         {"company": "Analytical Engines", "numberOfEmployees": 240}),
+        ("systemuser", {"firstname": "Grace", "lastname": "Hopper", "internalemailaddress": "grace@example.com"},
+         "salespersons", "externalSalesPersonId", {"email": "grace@example.com", "lastName": "Hopper"}),
+        ("opportunity", {"name": "Engines for the Navy", "estimatedvalue": 50000}, "opportunities",
+         "externalOpportunityId", {"name": "Engines for the Navy", "amount": 50000.0}),
+    ],
+)  # fmt: skip
+def test_one_way_entities_flow_from_dynamics_to_their_marketo_object(
+    world: World, entity: str, values: dict[str, object], store: str, key: str, expected: dict[str, object]
+) -> None:
+    record_id = world.create(entity, **values)
+    world.settle()
+    records = [r for r in world.mk.objects[store].records.values() if r.get(key) == record_id]
+    assert len(records) == 1, world.store.list_errors()
+    assert expected.items() <= records[0].items()
+
+
+@pytest.mark.parametrize(("entity", "custom_object", "values"), [
+    ("team", "dynamicsTeam_c", {"name": "Field Marketing"}),
+    ("new_project", "project_c", {"new_name": "Apollo", "new_budget": 1200.5}),
+])  # fmt: skip
+def test_teams_and_custom_entities_flow_to_marketo_custom_objects(
+    world: World, entity: str, custom_object: str, values: dict[str, object]
+) -> None:
+    record_id = world.create(entity, **values)
+    world.settle()
+    records = [r for r in world.mk.custom_objects[custom_object].records.values() if r.get("dynamicsId") == record_id]
+    assert len(records) == 1, world.store.list_errors()
+
+
+def test_a_marketo_edit_of_a_one_way_field_is_overwritten_by_dynamics(world: World) -> None:
+    _lead_id, person = _lead(world)
+    owner = person["dynamicsOwnerId"]
+    world.mk.change_lead(person["id"], dynamicsOwnerId="00000000-0000-0000-0000-000000000bad")
+    world.settle()
+    assert world.mk.lead(person["id"])["dynamicsOwnerId"] == owner  # type: ignore[index]
+
+
+# --- collisions ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("entity", "winner"), [("lead", "Marketo title"), ("contact", "Dynamics title")])
+def test_a_collision_while_paused_is_won_by_marketo_for_leads_and_by_dynamics_for_contacts(
+    world: World, entity: str, winner: str
+) -> None:
+    record_id = world.create(entity, **ADA)
+    world.settle()
+    person = world.person(email="ada@example.com")
+    assert world.call("POST", "sync/pause").status_code == 200
+    world.update(entity, record_id, jobtitle="Dynamics title")
+    world.mk.change_lead(person["id"], title="Marketo title")
+    assert world.stack.broker.queue("sync-changes").peek(), "changes wait on the queue while paused"
+    assert world.row(entity, record_id)["jobtitle"] == "Dynamics title"
+    assert world.call("POST", "sync/resume").status_code == 200
+    world.settle()
+    assert world.row(entity, record_id)["jobtitle"] == winner
+    assert world.mk.lead(person["id"])["title"] == winner  # type: ignore[index]
+    status = world.call("GET", "status").json()
+    collisions = next(e for e in status["entities"] if e["entity"] == entity)["collisions_last_hour"]
+    assert collisions == (
+        {"marketo_won": 1, "dynamics_won": 0} if entity == "lead" else {"marketo_won": 0, "dynamics_won": 1}
+    )
+
+
+def test_a_collision_on_a_one_way_entity_is_won_by_dynamics(world: World) -> None:
+    account_id = world.create("account", name="Analytical Engines")
+    world.settle()
+    company = next(iter(world.mk.objects["companies"].records.values()))
+    company["company"] = "Renamed in Marketo"
+    world.update("account", account_id, name="Analytical Engines Ltd")
+    world.settle()
+    assert company["company"] == "Analytical Engines Ltd"
+
+
+# --- no ping-pong -----------------------------------------------------------------------------------------------------
+
+
+def test_the_syncs_own_writes_do_not_echo_back(world: World) -> None:
+    lead_id, person = _lead(world)
+    writes_before = sum(v for k, v in world.dv.calls.items() if k.startswith(("PATCH", "POST $batch")))
+    world.mk.change_lead(person["id"], title="From Marketo")  # synced to Dynamics by the sync user
+    world.settle()
+    assert world.row("lead", lead_id)["jobtitle"] == "From Marketo"
+    # Dynamics fired its webhook for the sync's own write: answered "ignored", nothing queued, nothing written back.
+    echoes = [d for d in world.dv.deliveries if b"From Marketo" in d.body]
+    assert echoes
+    marketo_syncs = world.mk.calls["POST /rest/v1/leads.json"]
+    world.settle()
+    assert world.mk.calls["POST /rest/v1/leads.json"] == marketo_syncs
+    writes_after = sum(v for k, v in world.dv.calls.items() if k.startswith(("PATCH", "POST $batch")))
+    assert writes_after - writes_before == 1  # the one $batch that carried the Marketo change, no more
+
+
+# --- sync filter, deletes, qualification, explicit push ---------------------------------------------------------------
+
+
+def test_sync_filter_no_keeps_a_record_out_and_yes_brings_it_in(world: World) -> None:
+    lead_id = world.create("lead", **ADA, new_synctomkto=False)
+    world.settle()
+    assert world.mk.find_leads("email", "ada@example.com") == []
+    world.update("lead", lead_id, new_synctomkto=True)
+    world.settle()
+    assert world.person(email="ada@example.com")["dynamicsLeadId"] == lead_id
+    world.update("lead", lead_id, new_synctomkto=False, jobtitle="Hidden")
+    world.settle()
+    assert world.person(email="ada@example.com")["title"] == "Engineer"  # Yes -> No stops syncing; nothing deleted
+
+
+@pytest.mark.parametrize("entity", ["lead", "contact"])
+def test_a_person_deleted_in_dynamics_is_flagged_in_marketo_not_deleted(world: World, entity: str) -> None:
+    record_id = world.create(entity, **ADA)
+    world.settle()
+    world.delete(entity, record_id)
+    world.settle()
+    person = world.person(email="ada@example.com")
+    assert person[DELETED_FLAG_FIELD] is True
+
+
+def test_deleting_a_person_in_marketo_deletes_nothing_in_dynamics(world: World) -> None:
+    lead_id, person = _lead(world)
+    world.mk.delete_lead(person["id"])
+    world.fire("marketo_feed")
+    assert world.row("lead", lead_id)["firstname"] == "Ada"
+
+
+def test_a_lead_qualified_into_a_contact_takes_its_person_along(world: World) -> None:
+    lead_id, person = _lead(world)
+    created = world.as_admin_app().qualify_lead(lead_id)  # a salesperson qualifies the lead
+    world.settle()
+    contact_id = next(ref.id for ref in created if ref.logical_name == "contact")
+    assert len(world.persons()) == 1, "no duplicate person"
+    followed = world.mk.lead(person["id"])
+    assert followed is not None
+    assert followed["dynamicsContactId"] == contact_id
+    world.update("contact", contact_id, jobtitle="Contact now")
+    world.settle()
+    assert world.mk.lead(person["id"])["title"] == "Contact now"  # type: ignore[index]
+
+
+def test_sync_person_to_dynamics_creates_a_lead_once(world: World) -> None:
+    person_id = world.mk.add_lead(email="new@example.com", firstName="Nina", lastName="New", title="Buyer")
+    world.settle()
+    assert world.dv.rows("lead") == [], "a new Marketo person is not pushed on its own"
+    first = world.call("POST", f"marketo/persons/{person_id}/sync-to-dynamics")
+    assert first.status_code == 201, first.text
+    lead_id = first.json()["id"]
+    assert world.row("lead", lead_id)["emailaddress1"] == "new@example.com"
+    second = world.call("POST", f"marketo/persons/{person_id}/sync-to-dynamics")
+    assert (second.status_code, second.json()["status"]) == (200, "already linked")
+    assert len(world.dv.rows("lead")) == 1
+    assert world.mk.lead(person_id)["dynamicsLeadId"] == lead_id  # type: ignore[index]
+
+
+# --- nothing lost ------------------------------------------------------------------------------------------------------
+
+
+def test_a_dropped_dataverse_webhook_is_recovered_by_the_catch_up_timer(world: World) -> None:
+    world.fire("dataverse_catchup")  # the first run is the initial sync (nothing yet) and sets the delta link
+    world.dv.sender = lambda url, headers, body: 0  # the webhook is lost (no answer)
+    lead_id = world.create("lead", **ADA)
+    world.settle()
+    assert world.mk.find_leads("email", "ada@example.com") == []
+    world.fire("dataverse_catchup")
+    assert world.person(email="ada@example.com")["dynamicsLeadId"] == lead_id
+
+
+def test_a_lost_marketo_webhook_is_recovered_by_the_lead_changes_feed(world: World) -> None:
+    lead_id, person = _lead(world)
+    world.fire("marketo_feed")  # first run: sets the paging token
+    world.mk.webhook_sender = lambda url, headers, body: None  # Marketo's webhook is fire-and-forget: lost
+    world.mk.change_lead(person["id"], title="Only in the feed")
+    world.settle()
+    assert world.row("lead", lead_id)["jobtitle"] == "Engineer"
+    world.fire("marketo_feed")
+    assert world.row("lead", lead_id)["jobtitle"] == "Only in the feed"
+
+
+def test_a_throttled_marketo_is_recovered_without_loss(world: World) -> None:
+    world.mk.faults.inject("606", times=3)
+    world.mk.faults.inject("615", times=2)
+    lead_id, person = _lead(world)
+    assert person["dynamicsLeadId"] == lead_id
+    assert world.store.list_errors() == []
+
+
+def test_a_throttled_dataverse_is_recovered_without_loss(world: World) -> None:
+    lead_id, person = _lead(world)
+    world.dv.inject(InjectedFault(status=429, times=3, retry_after=0.01))
+    world.mk.change_lead(person["id"], title="Through the throttle")
+    world.settle()
+    assert world.row("lead", lead_id)["jobtitle"] == "Through the throttle"
+
+
+def test_a_record_level_failure_is_a_sync_error_and_the_rest_still_syncs(world: World) -> None:
+    world.update_mapping = None  # type: ignore[attr-defined]
+    ok_id = world.create("lead", **ADA)
+    bad_id = world.create("lead", firstname="Bob", lastname="Bad", emailaddress1="bob@example.com", jobtitle="x" * 300)
+    world.settle()
+    assert world.person(email="ada@example.com")["dynamicsLeadId"] == ok_id
+    (error,) = world.store.list_errors()
+    assert (error.record_id, error.field, error.direction) == (bad_id, "jobtitle", "dynamics_to_marketo")
+    assert "longer than the Marketo field's 255" in error.message
+    listed = world.call("GET", "errors", params={"q": "longer"}).json()
+    assert listed["count"] == 1
+    csv_text = world.call("GET", "errors.csv").text
+    assert csv_text.splitlines()[0].startswith("id,occurred_at,entity")
+    assert bad_id in csv_text
+    world.update("lead", bad_id, jobtitle="Fixed")
+    retried = world.call("POST", f"errors/{error.id}/retry")
+    assert retried.status_code == 202
+    world.settle()
+    assert world.person(email="bob@example.com")["title"] == "Fixed"
+    assert world.store.get_error(error.id).status is ErrorStatus.RETRYING  # type: ignore[union-attr]
+
+
+# --- bad input ----------------------------------------------------------------------------------------------------------
+
+
+def _dataverse_headers(world: World, **extra: str) -> dict[str, str]:
+    return {
+        "x-sync-secret": world.tenants.secrets.dataverse_webhook_secret,
+        "x-ms-dynamics-organization": "contoso.crm.dynamics.com",
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "code"),
+    [
+        ({}, b"{}", 401, "unauthorized"),
+        ({"x-sync-secret": "wrong"}, b"{}", 401, "unauthorized"),
+        ({"x-ms-dynamics-organization": "fabrikam.crm.dynamics.com"}, b"{}", 403, "wrong-organization"),
+        (None, b"not json", 400, "bad-context"),
+        (None, json.dumps({"MessageName": "Update"}).encode(), 400, "bad-context"),
+        (None, b"{" + b" " * (1024 * 1024 + 1) + b"}", 413, "too-large"),
+    ],
+)
+def test_bad_dataverse_webhook_calls_get_a_4xx_naming_the_problem_and_nothing_is_queued(
+    world: World, headers: dict[str, str] | None, body: bytes, status: int, code: str
+) -> None:
+    sent = _dataverse_headers(world) if headers is None else {**_dataverse_headers(world), **headers}
+    if headers == {}:
+        sent.pop("x-sync-secret")
+    response = world.call("POST", "dataverse/webhook", headers=sent, content=body)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+    assert world.stack.broker.queue("sync-changes").peek() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"nope", 400, "bad-json"),
+        (b'{"email": "x@example.com"}', 400, "bad-payload"),
+        (b'{"leadId": "{{lead.Id}}"}', 400, "bad-payload"),
+    ],
+)
+def test_bad_marketo_webhook_calls_get_a_4xx_and_nothing_is_queued(
+    world: World, body: bytes, status: int, code: str
+) -> None:
+    headers = {"x-sync-secret": world.tenants.secrets.marketo_webhook_secret}
+    response = world.call("POST", "marketo/webhook", headers=headers, content=body)
+    assert (response.status_code, response.json()["error"]["code"]) == (status, code)
+    unauthorized = world.call("POST", "marketo/webhook", headers={"x-sync-secret": "wrong"}, content=b"{}")
+    assert unauthorized.status_code == 401
+    assert world.stack.broker.queue("sync-changes").peek() == []
+
+
+def test_a_poison_queue_message_becomes_a_sync_error_and_the_batch_goes_on(world: World) -> None:
+    from shared.queueing import OutgoingMessage
+
+    world.stack.broker.send("sync-changes", [OutgoingMessage(b"garbage", "poison-1")])
+    lead_id, person = _lead(world)
+    assert person["dynamicsLeadId"] == lead_id
+    errors = world.store.list_errors(search="poison-1")
+    assert len(errors) == 1
+    assert errors[0].code == "bad-message"
+
+
+def test_status_shows_backlog_throughput_and_timers_as_json_and_html(world: World) -> None:
+    _lead(world)
+    world.fire("marketo_feed")
+    data = world.call("GET", "status").json()
+    lead = next(e for e in data["entities"] if e["entity"] == "lead")
+    assert lead["synced_last_hour"] >= 1
+    assert data["timers"]["marketo_feed"] is not None
+    page = world.call("GET", "status", params={"format": "html"})
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<table>" in page.text
+
+
+def test_health_needs_no_service(world: World) -> None:
+    response = world.call("GET", "health")
+    assert response.status_code == 200
+    assert isinstance(response, httpx.Response)
