@@ -8,6 +8,15 @@ from dataclasses import dataclass, field
 _NS = uuid.UUID("6f1c3a52-6b0e-4f54-9f55-2f6a3c1d0e01")
 
 
+REGISTRATION_TABLES = frozenset(
+    {"sdkmessage", "sdkmessagefilter", "serviceendpoint", "sdkmessageprocessingstep", "sdkmessageprocessingstepimage"}
+)
+"""Plug-in registration tables: writing them never fires a plug-in step."""
+
+SDK_MESSAGES = ("Create", "Update", "Delete", "Assign", "SetState", "Merge", "QualifyLead")
+"""The SDK messages the simulated organisation knows (rows of ``sdkmessages``)."""
+
+
 def metadata_id(*parts: str) -> str:
     return str(uuid.uuid5(_NS, "/".join(parts)))
 
@@ -161,12 +170,29 @@ def default_tables() -> dict[str, Table]:
                 Column("new_accountid", "Lookup", target="account"),
             ],
         ),
+        # Plug-in registration, in the shape the Web API exposes: a step names its message through sdkmessageid
+        # and its table through sdkmessagefilterid (a filter is one message on one table), and its handler (here a
+        # service endpoint) through the polymorphic eventhandler lookup, bound as eventhandler_serviceendpoint.
+        _table("sdkmessage", "sdkmessages", "name", [_s("name", 256)]),
+        _table(
+            "sdkmessagefilter",
+            "sdkmessagefilters",
+            "name",
+            [
+                _s("name", 256),
+                _s("primaryobjecttypecode", 100),
+                _s("secondaryobjecttypecode", 100),
+                Column("iscustomprocessingstepallowed", "Boolean", options={0: "No", 1: "Yes"}),
+                Column("sdkmessageid", "Lookup", target="sdkmessage"),
+            ],
+        ),
         _table(
             "serviceendpoint",
             "serviceendpoints",
             "name",
             [
                 _s("name", 256),
+                _s("description", 2000),
                 _s("url", 2000),
                 Column("contract", "Picklist", options={2: "Queue", 5: "Topic", 7: "EventHub", 8: "Webhook"}),
                 Column("authtype", "Picklist", options={4: "WebhookKey", 5: "HttpHeader", 6: "HttpQueryString"}),
@@ -180,12 +206,22 @@ def default_tables() -> dict[str, Table]:
             "name",
             [
                 _s("name", 256),
-                _s("primaryobjecttypecode", 100),  # simplified: the real link goes through sdkmessagefilter
-                _s("sdkmessagename", 100),  # simplified: the real link goes through sdkmessageid
-                _s("filteringattributes", 4000),
+                _s("description", 256),
+                _s("primaryobjecttypecode", 100),  # legacy shortcut: the real link goes through sdkmessagefilterid
+                _s("sdkmessagename", 100),  # legacy shortcut: the real link goes through sdkmessageid
+                _s("filteringattributes", 100000),
                 Column("mode", "Picklist", options={0: "Synchronous", 1: "Asynchronous"}),
                 Column("stage", "Picklist", options={10: "PreValidation", 20: "PreOperation", 40: "PostOperation"}),
-                Column("eventhandler_serviceendpoint", "Lookup", target="serviceendpoint"),
+                Column("rank", "Integer"),
+                Column("asyncautodelete", "Boolean", options={0: "No", 1: "Yes"}),
+                Column(
+                    "supporteddeployment",
+                    "Picklist",
+                    options={0: "ServerOnly", 1: "MicrosoftDynamics365Client", 2: "Both"},
+                ),
+                Column("sdkmessageid", "Lookup", target="sdkmessage"),
+                Column("sdkmessagefilterid", "Lookup", target="sdkmessagefilter"),
+                Column("eventhandler", "Lookup", target="serviceendpoint"),
             ],
         ),
         _table(
@@ -194,9 +230,11 @@ def default_tables() -> dict[str, Table]:
             "name",
             [
                 _s("name", 256),
+                _s("description", 256),
                 _s("entityalias", 256),
+                _s("messagepropertyname", 256),
                 Column("imagetype", "Picklist", options={0: "PreImage", 1: "PostImage", 2: "Both"}),
-                _s("attributes", 4000),
+                _s("attributes", 100000),
                 Column("sdkmessageprocessingstepid", "Lookup", target="sdkmessageprocessingstep"),
             ],
         ),

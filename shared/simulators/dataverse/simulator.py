@@ -36,13 +36,25 @@ from shared.dataverse.context import dumps_context, render_context
 from shared.dataverse.values import EntityRef, option
 from shared.simulators.dataverse.authority import AppRegistration, Authority
 from shared.simulators.dataverse.odata import FilterError, compile_filter
-from shared.simulators.dataverse.schema import Column, Table, default_tables, metadata_id
+from shared.simulators.dataverse.schema import (
+    REGISTRATION_TABLES,
+    SDK_MESSAGES,
+    Column,
+    Table,
+    default_tables,
+    metadata_id,
+)
 from shared.simulators.dataverse.webhooks import Delivery, Sender, deliver, http_sender
 
 API = "/api/data/v9.2/"
 _ROUTE = re.compile(r"^(?P<set>[\w$]+)(?:\((?P<key>[^)]*)\))?(?:/(?P<rest>.*))?$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _BIND = re.compile(r"^/?(?P<set>\w+)\((?P<id>[0-9a-fA-F-]{36})\)$")
+# Navigation properties of polymorphic lookups: the name a body binds through -> the lookup column it sets.
+_NAVIGATION = {
+    ("sdkmessageprocessingstep", "eventhandler_serviceendpoint"): "eventhandler",
+    ("sdkmessageprocessingstep", "eventhandler_plugintype"): "eventhandler",
+}
 WINDOW_SECONDS = 300.0
 _QUERY_SAFE = "$,()'"  # Dataverse writes $skiptoken / $select literally in links
 EXECUTION_TIME_LIMIT_MS = 1_200_000
@@ -180,8 +192,36 @@ class DataverseSimulator:
         self.calls: Counter[str] = Counter()
         self.deliveries: list[Delivery] = []
         self.peak_in_flight = 0
+        self._seed_sdk_messages()
 
     # --- configuration and direct access (what a human in the UI would do) ----------------------------------------
+
+    def _seed_sdk_messages(self) -> None:
+        """Every organisation has its SDK messages and, per table, a filter for each message a step may use."""
+        for message in SDK_MESSAGES:
+            message_id = self.seed("sdkmessage", {"name": message}, record_id=metadata_id("sdkmessage", message))
+            for table in self.tables.values():
+                if table.logical_name in REGISTRATION_TABLES:
+                    continue
+                if message == "QualifyLead" and table.logical_name != "lead":
+                    continue
+                self.seed(
+                    "sdkmessagefilter",
+                    {
+                        "name": f"{message} of {table.logical_name}",
+                        "primaryobjecttypecode": table.logical_name,
+                        "secondaryobjecttypecode": "none",
+                        "iscustomprocessingstepallowed": True,
+                        "_sdkmessageid_value": message_id,
+                    },
+                    record_id=metadata_id("sdkmessagefilter", message, table.logical_name),
+                )
+
+    def sdk_message_id(self, message: str) -> str:
+        return metadata_id("sdkmessage", message)
+
+    def sdk_message_filter_id(self, message: str, entity: str) -> str:
+        return metadata_id("sdkmessagefilter", message, entity)
 
     @property
     def tenant_id(self) -> str:
@@ -247,12 +287,15 @@ class DataverseSimulator:
         endpoint_id = self.seed("serviceendpoint", endpoint)
         step = {
             "name": f"{message} of {entity}",
-            "primaryobjecttypecode": entity,
-            "sdkmessagename": message,
             "filteringattributes": ",".join(filtering_attributes),
             "mode": 1,
             "stage": 40,
-            "_eventhandler_serviceendpoint_value": endpoint_id,
+            "rank": 1,
+            "asyncautodelete": False,
+            "supporteddeployment": 0,
+            "_sdkmessageid_value": self.sdk_message_id(message),
+            "_sdkmessagefilterid_value": self.sdk_message_filter_id(message, entity),
+            "_eventhandler_value": endpoint_id,
         }
         step_id = self.seed("sdkmessageprocessingstep", step)
         for image_type, attributes in ((0, pre_image), (1, post_image)):
@@ -262,6 +305,7 @@ class DataverseSimulator:
                     {
                         "name": "PreImage" if image_type == 0 else "PostImage",
                         "entityalias": "PreImage" if image_type == 0 else "PostImage",
+                        "messagepropertyname": "Id" if message == "Create" else "Target",
                         "imagetype": image_type,
                         "attributes": ",".join(attributes),
                         "_sdkmessageprocessingstepid_value": step_id,
@@ -698,6 +742,7 @@ class DataverseSimulator:
         for key, value in values.items():
             if key.endswith("@odata.bind"):
                 name = key.removesuffix("@odata.bind")
+                name = _NAVIGATION.get((table.logical_name, name), name)
                 column = table.columns.get(name)
                 match = _BIND.match(str(value or ""))
                 if column is None or column.type not in {"Lookup", "Owner"}:
@@ -818,6 +863,7 @@ class DataverseSimulator:
         if row_id in self._state.rows[table.logical_name]:
             raise ApiError(412, "0x80040237", "A record with matching key values already exists.")
         row = self._new_row(table, row_id, stored, caller)
+        self._check_step(table, row)
         self._commit(table, row_id, row, "upsert")
         self._notify("Create", table, row_id, before=None, after=row, changed=set(stored), caller=caller)
         return row_id
@@ -849,6 +895,7 @@ class DataverseSimulator:
         before = self._state.rows[table.logical_name][record_id]
         after = {**before, **stored, "modifiedon": _now_iso(self._now()), "_modifiedby_value": caller.user_id}
         self._derive(table, after)
+        self._check_step(table, after)
         self._commit(table, record_id, after, "upsert")
         self._notify("Update", table, record_id, before=before, after=after, changed=set(stored), caller=caller)
 
@@ -1163,11 +1210,32 @@ class DataverseSimulator:
     # --- plugin steps: webhooks ---------------------------------------------------------------------------------
 
     def _steps(self, entity: str, message: str) -> list[dict[str, Any]]:
+        """Enabled steps registered for ``message`` on ``entity`` (through their message and filter lookups)."""
         return [
             s
             for s in self._state.rows["sdkmessageprocessingstep"].values()
-            if s.get("primaryobjecttypecode") == entity and s.get("sdkmessagename") == message
+            if s.get("statecode") != 1 and self._step_target(s) == (entity, message)
         ]
+
+    def _step_target(self, step: Mapping[str, Any]) -> tuple[str | None, str | None]:
+        rows = self._state.rows
+        message_row = rows["sdkmessage"].get(str(step.get("_sdkmessageid_value")))
+        filter_row = rows["sdkmessagefilter"].get(str(step.get("_sdkmessagefilterid_value")))
+        message = message_row.get("name") if message_row else step.get("sdkmessagename")
+        entity = filter_row.get("primaryobjecttypecode") if filter_row else step.get("primaryobjecttypecode")
+        return entity, message
+
+    def _check_step(self, table: Table, row: Mapping[str, Any]) -> None:
+        """Dataverse refuses a step whose filter belongs to another message."""
+        if table.logical_name != "sdkmessageprocessingstep":
+            return
+        filter_row = self._state.rows["sdkmessagefilter"].get(str(row.get("_sdkmessagefilterid_value")))
+        if filter_row is not None and filter_row.get("_sdkmessageid_value") != row.get("_sdkmessageid_value"):
+            raise ApiError(
+                400,
+                "0x80040203",
+                "The SdkMessageFilter of this step does not belong to its SdkMessage.",
+            )
 
     def _notify(
         self,
@@ -1180,25 +1248,26 @@ class DataverseSimulator:
         changed: set[str],
         caller: _Caller,
     ) -> None:
-        if table.logical_name in {"serviceendpoint", "sdkmessageprocessingstep", "sdkmessageprocessingstepimage"}:
+        if table.logical_name in REGISTRATION_TABLES:
             return
         has_registrations = bool(self._state.rows["sdkmessageprocessingstep"])
-        targets: list[tuple[str, dict[str, str], str | None, dict[str, Any] | None, dict[str, Any] | None]] = []
+        Images = dict[str, dict[str, Any]] | None
+        targets: list[tuple[str, dict[str, str], str | None, Images, Images]] = []
         if has_registrations:
             for step in self._steps(table.logical_name, message):
                 filtering = {a for a in str(step.get("filteringattributes") or "").split(",") if a}
                 changed_columns = {k[1:-6] if k.startswith("_") and k.endswith("_value") else k for k in changed}
                 if message == "Update" and filtering and not filtering & changed_columns:
                     continue
-                endpoint = self._state.rows["serviceendpoint"].get(str(step.get("_eventhandler_serviceendpoint_value")))
+                endpoint = self._state.rows["serviceendpoint"].get(str(step.get("_eventhandler_value")))
                 if endpoint is None or endpoint.get("contract") != 8:
                     continue
                 url, headers = self._endpoint_target(endpoint)
                 pre, post = self._images(step, table, before, after)
                 targets.append((url, headers, str(step["sdkmessageprocessingstepid"]), pre, post))
         else:
-            full_pre = self._image_values(table, before, None) if before else None
-            full_post = self._image_values(table, after, None) if after else None
+            full_pre = {"PreImage": self._image_values(table, before, None)} if before else None
+            full_post = {"PostImage": self._image_values(table, after, None)} if after else None
             targets = [(url, {}, None, full_pre, full_post) for url in self.webhook_urls]
         if not targets:
             return
@@ -1223,8 +1292,8 @@ class DataverseSimulator:
                 business_unit_id=self.business_unit_id,
                 attributes=target_attrs,
                 formatted_values=formatted,
-                pre_images={"PreImage": pre} if pre is not None else None,
-                post_images={"PostImage": post} if post is not None else None,
+                pre_images=pre,
+                post_images=post,
                 depth=caller.depth,
                 correlation_id=correlation,
                 created_on=self._now(),
@@ -1260,19 +1329,22 @@ class DataverseSimulator:
 
     def _images(
         self, step: Mapping[str, Any], table: Table, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
-    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        pre = post = None
+    ) -> tuple[dict[str, dict[str, Any]] | None, dict[str, dict[str, Any]] | None]:
+        """The step's registered images by entity alias: pre images of ``before``, post images of ``after``."""
+        pre: dict[str, dict[str, Any]] = {}
+        post: dict[str, dict[str, Any]] = {}
         step_id = step["sdkmessageprocessingstepid"]
         for image in self._state.rows["sdkmessageprocessingstepimage"].values():
             if image.get("_sdkmessageprocessingstepid_value") != step_id:
                 continue
+            alias = str(image.get("entityalias") or image.get("name") or "Image")
             attributes = {a for a in str(image.get("attributes") or "").split(",") if a} or None
             wire = {self._wire_name(table.columns[a]) for a in attributes if a in table.columns} if attributes else None
             if image.get("imagetype") in {0, 2} and before is not None:
-                pre = self._image_values(table, before, wire)
+                pre[alias] = self._image_values(table, before, wire)
             if image.get("imagetype") in {1, 2} and after is not None:
-                post = self._image_values(table, after, wire)
-        return pre, post
+                post[alias] = self._image_values(table, after, wire)
+        return pre or None, post or None
 
     def _image_values(self, table: Table, row: Mapping[str, Any], keys: set[str] | None) -> dict[str, Any]:
         values: dict[str, Any] = {}
