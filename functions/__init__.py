@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions import admin, health, sync, timers, webhooks
+from functions import admin, fields, health, sync, timers, webhooks
 
-BLUEPRINTS: tuple[func.Blueprint, ...] = (health.bp, webhooks.bp, sync.bp, timers.bp, admin.bp)
+BLUEPRINTS: tuple[func.Blueprint, ...] = (health.bp, webhooks.bp, sync.bp, timers.bp, admin.bp, fields.bp)

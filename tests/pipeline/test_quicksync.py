@@ -1,0 +1,255 @@
+"""Quick Sync end to end: the whole product in-process against the simulated tenants.
+
+Records are created in the simulated Dynamics and synced by the live pipeline; then a column is added to the
+Dataverse table, its values set, the field added through the HTTP endpoint and the ``quick_sync`` timer fired.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+import function_app
+from shared.core.mapping import FieldState
+from shared.localhost.stack import IN_PROCESS_HOST, LocalStack
+from shared.pipeline import quicksync
+from shared.pipeline.quicksync import RunLimits
+from shared.simulators.dataverse.schema import Column
+
+TIER_OPTIONS = {1: "Bronze", 2: "Silver", 3: "Gold"}
+
+
+@pytest.fixture
+def stack() -> Iterator[LocalStack]:
+    running = LocalStack(function_app.app, in_process=True, run_timers=False, retry_delay=0.05).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def call(stack: LocalStack, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    request = httpx.Request(method, f"{IN_PROCESS_HOST}{path}", json=body) if body is not None else None
+    response = stack.host.handle_http(request or httpx.Request(method, f"{IN_PROCESS_HOST}{path}"))
+    return response.status_code, json.loads(response.content) if response.content else None
+
+
+def add_field(stack: LocalStack, entity: str, body: dict[str, Any]) -> tuple[int, Any]:
+    return call(stack, "POST", f"/api/mapping/{entity}/fields", body)
+
+
+def seed_leads(stack: LocalStack, count: int) -> list[str]:
+    dv = stack.tenants.dataverse  # type: ignore[union-attr]
+    admin = stack.tenants.admin_user_id  # type: ignore[union-attr]
+    ids = [
+        dv.user_create(
+            "lead", {"firstname": f"P{i}", "lastname": "Q", "emailaddress1": f"p{i}@example.com"}, user_id=admin
+        )
+        for i in range(count)
+    ]
+    assert stack.drain(30)
+    links = stack.services.store.get_links("lead", ids)
+    assert all(links[i].marketo_id for i in ids), "every seeded lead is linked to a Marketo person"
+    return ids
+
+
+def new_column(stack: LocalStack, entity: str, column: Column) -> None:
+    stack.tenants.dataverse.tables[entity].columns[column.name] = column  # type: ignore[union-attr]
+
+
+def set_values(stack: LocalStack, entity: str, values: dict[str, dict[str, Any]]) -> None:
+    dv = stack.tenants.dataverse  # type: ignore[union-attr]
+    admin = stack.tenants.admin_user_id  # type: ignore[union-attr]
+    for record_id, row in values.items():
+        dv.user_update(entity, record_id, row, user_id=admin)
+
+
+def marketo_value(stack: LocalStack, entity: str, record_id: str, field: str) -> Any:
+    link = stack.services.store.get_link(entity, record_id)
+    assert link is not None
+    assert link.marketo_id
+    person = stack.tenants.marketo.lead(int(link.marketo_id))  # type: ignore[union-attr]
+    assert person is not None
+    return person.get(field)
+
+
+def field_state(stack: LocalStack, entity: str, column: str) -> FieldState:
+    return stack.services.reload_mapping().get(entity).by_column[column].state
+
+
+def jobs(stack: LocalStack) -> list[dict[str, Any]]:
+    status, body = call(stack, "GET", "/api/quicksync")
+    assert status == 200
+    return list(body["jobs"])
+
+
+def test_quick_sync_refreshes_every_linked_person_nulls_included(stack: LocalStack) -> None:
+    ids = seed_leads(stack, 5)
+    new_column(stack, "lead", Column("new_region", "String", max_length=80))
+    set_values(stack, "lead", {ids[0]: {"new_region": "EMEA"}, ids[1]: {"new_region": "APAC"}})
+    # Marketo already holds stale values, one of them where Dynamics is empty: the refresh must null it.
+    stack.tenants.marketo.leads.create_fields([{"name": "region", "displayName": "Region", "dataType": "string"}])  # type: ignore[union-attr]
+    for rid in (ids[1], ids[2]):
+        marketo_id = int(str(stack.services.store.get_link("lead", rid).marketo_id))  # type: ignore[union-attr]
+        stack.tenants.marketo.change_lead(marketo_id, region="stale")  # type: ignore[union-attr]
+
+    status, body = add_field(stack, "lead", {"dynamics": "new_region", "marketo": "region"})
+    assert status == 202, body
+    assert body["field"]["state"] == "awaiting_quick_sync"
+    assert body["field"]["type"] == "text"
+    assert body["field"]["dynamics_max_length"] == 80
+    assert body["job"]["state"] == "queued"
+    assert field_state(stack, "lead", "new_region") is FieldState.AWAITING_QUICK_SYNC
+
+    stack.host.fire("quick_sync")
+
+    expected = {ids[0]: "EMEA", ids[1]: "APAC", ids[2]: None, ids[3]: None, ids[4]: None}
+    assert {rid: marketo_value(stack, "lead", rid, "region") for rid in ids} == expected
+    links = stack.services.store.get_links("lead", ids)
+    assert {rid: links[rid].baseline["new_region"] for rid in ids} == expected
+    assert field_state(stack, "lead", "new_region") is FieldState.ACTIVE
+    (job,) = jobs(stack)
+    assert job["state"] == "done"
+    assert job["finished_at"]
+    assert job["records_done"] == 5
+    assert job["records_failed"] == 0
+    assert "Quick Sync done" in job["notice"]
+    assert quicksync.quick_sync_status(stack.services)[0]["id"] == job["id"]
+
+
+def test_quick_sync_resumes_across_runs_and_removal_waits_for_it(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = seed_leads(stack, 7)
+    new_column(stack, "lead", Column("new_tier", "Picklist", options=TIER_OPTIONS))
+    set_values(stack, "lead", {rid: {"new_tier": 1 + i % 3} for i, rid in enumerate(ids[:6])})
+    monkeypatch.setattr(quicksync, "DEFAULT_LIMITS", RunLimits(budget_seconds=0, page_size=2))
+
+    status, body = add_field(stack, "lead", {"dynamics": "new_tier", "marketo": "tier", "create_marketo_field": True})
+    assert status == 202, body
+    assert body["marketo_field_created"] is True
+    assert [o["label"] for o in body["field"]["options"]] == ["Bronze", "Silver", "Gold"]
+    status, refused = call(stack, "DELETE", "/api/mapping/lead/fields/new_tier")
+    assert status == 409
+    assert "queued or running" in refused["error"]["message"]
+
+    stack.host.fire("quick_sync")  # one page of two records, then out of time
+    (job,) = jobs(stack)
+    assert (job["state"], job["pages"], job["records_done"], job["resumable"]) == ("running", 1, 2, True)
+    assert field_state(stack, "lead", "new_tier") is FieldState.QUICK_SYNC_RUNNING
+    assert call(stack, "DELETE", "/api/mapping/lead/fields/new_tier")[0] == 409
+
+    runs = 1
+    while jobs(stack)[0]["state"] != "done":
+        stack.host.fire("quick_sync")
+        runs += 1
+        assert runs < 10
+    (job,) = jobs(stack)
+    assert job["pages"] == 4
+    assert job["records_done"] == 7
+    assert job["runs"] == runs == 4
+    labels = {rid: marketo_value(stack, "lead", rid, "tier") for rid in ids}
+    assert labels == {rid: (TIER_OPTIONS[1 + i % 3] if i < 6 else None) for i, rid in enumerate(ids)}
+    assert field_state(stack, "lead", "new_tier") is FieldState.ACTIVE
+
+    status, removed = call(stack, "DELETE", "/api/mapping/lead/fields/new_tier")
+    assert status == 200
+    assert removed["field"]["dynamics"] == "new_tier"
+    assert "new_tier" not in stack.services.mapping.get("lead").by_column
+    status, mapping = call(stack, "GET", "/api/mapping")
+    lead = next(e for e in mapping["entities"] if e["entity"] == "lead")
+    assert "new_tier" not in {f["dynamics"] for f in lead["fields"]}
+
+
+def test_the_date_range_limits_the_refresh(stack: LocalStack) -> None:
+    ids = seed_leads(stack, 4)
+    new_column(stack, "lead", Column("new_segment", "String", max_length=40))
+    set_values(stack, "lead", {rid: {"new_segment": "old"} for rid in ids[:2]})
+    boundary = (datetime.now(UTC) + timedelta(seconds=1)).replace(microsecond=0)
+    time.sleep(max(0.0, (boundary - datetime.now(UTC)).total_seconds()) + 0.05)
+    set_values(stack, "lead", {rid: {"new_segment": "new"} for rid in ids[2:]})
+    stack.tenants.marketo.leads.create_fields([{"name": "segment", "displayName": "Segment", "dataType": "string"}])  # type: ignore[union-attr]
+
+    status, body = add_field(
+        stack,
+        "lead",
+        {"dynamics": "new_segment", "marketo": "segment", "quick_sync": {"modified_from": boundary.isoformat()}},
+    )
+    assert status == 202, body
+    assert body["job"]["modified_from"] == boundary.strftime("%Y-%m-%dT%H:%M:%SZ")
+    stack.host.fire("quick_sync")
+
+    assert [marketo_value(stack, "lead", rid, "segment") for rid in ids] == [None, None, "new", "new"]
+    (job,) = jobs(stack)
+    assert job["state"] == "done"
+    assert job["records_read"] == 2
+    assert job["records_done"] == 2
+
+
+def test_the_live_sync_carries_the_field_once_added(stack: LocalStack) -> None:
+    ids = seed_leads(stack, 2)
+    new_column(stack, "lead", Column("new_region", "String", max_length=80))
+    status, _ = add_field(stack, "lead", {"dynamics": "new_region", "marketo": "region", "create_marketo_field": True})
+    assert status == 202
+    stack.host.fire("quick_sync")
+    # A later edit in Dynamics of another mapped column: the reconcile reads the new field too.
+    set_values(stack, "lead", {ids[0]: {"jobtitle": "CTO", "new_region": "LATAM"}})
+    assert stack.drain(30)
+    assert marketo_value(stack, "lead", ids[0], "region") == "LATAM"
+
+
+def refusal(stack: LocalStack, body: dict[str, Any], entity: str = "lead") -> tuple[int, str, str]:
+    status, answer = add_field(stack, entity, body)
+    return status, answer["error"]["code"], answer["error"]["message"]
+
+
+def test_add_field_refusals(stack: LocalStack) -> None:
+    new_column(stack, "lead", Column("new_region", "String", max_length=80))
+
+    status, code, message = refusal(stack, {"dynamics": "new_nothere", "marketo": "region"})
+    assert (status, code) == (422, "column-not-found")
+    assert "create it in Dynamics first" in message
+    assert "never creates Dynamics columns" in message
+
+    status, code, message = refusal(
+        stack, {"dynamics": "new_nothere", "marketo": "region", "create_dynamics_column": True}
+    )
+    assert (status, code) == (422, "dynamics-column-creation-refused")
+
+    status, code, message = refusal(stack, {"dynamics": "new_salarynotes", "marketo": "salaryNotes"})
+    assert (status, code) == (422, "column-not-readable")
+    assert message == "the sync user cannot read new_salarynotes: add it to a field security profile with Read"
+
+    status, code, message = refusal(stack, {"dynamics": "new_region", "marketo": "region"})
+    assert (status, code) == (422, "marketo-field-not-found")
+    assert "create_marketo_field" in message
+
+    assert refusal(stack, {"dynamics": "jobtitle", "marketo": "title2"})[:2] == (409, "already-mapped")
+    assert refusal(stack, {"dynamics": "new_region", "marketo": "Email"})[:2] == (409, "already-mapped")
+    assert refusal(stack, {"dynamics": "new_region", "marketo": "x"}, entity="nosuch")[:2] == (404, "not-found")
+    assert refusal(stack, {"dynamics": "leadid", "marketo": "x"})[:2] == (409, "reserved")
+    assert refusal(stack, {"dynamics": "new_region"})[:2] == (400, "bad-request")
+    body = {"dynamics": "new_region", "marketo": "region", "quick_sync": {"modified_from": "yesterday"}}
+    assert refusal(stack, body)[:2] == (400, "bad-request")
+    assert refusal(stack, {"dynamics": "fax", "marketo": "faxNumber", "create_marketo_field": True}, "account")[:2] == (
+        422,
+        "marketo-field-not-creatable",
+    )
+    assert jobs(stack) == []
+
+
+def test_a_secured_column_the_sync_user_may_read_can_be_added(stack: LocalStack) -> None:
+    tenants = stack.tenants
+    assert tenants is not None
+    tenants.dataverse.grant_column(tenants.sync_user_id, "lead", "new_salarynotes", read=True, update=False)
+    status, body = add_field(
+        stack, "lead", {"dynamics": "new_salarynotes", "marketo": "salaryNotes", "create_marketo_field": True}
+    )
+    assert status == 202, body
+    assert body["field"]["type"] == "text"
