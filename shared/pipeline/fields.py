@@ -187,7 +187,7 @@ def parse_instant(text: str, *, end_of_day: bool = False) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _parse(body: bytes) -> AddFieldRequest | Reply:
+def parse_request(body: bytes) -> AddFieldRequest | Reply:
     try:
         data = json.loads(body or b"{}")
     except ValueError:
@@ -207,7 +207,7 @@ def _parse(body: bytes) -> AddFieldRequest | Reply:
         return problem(400, "bad-request", "; ".join(problems))
 
 
-def _range(options: QuickSyncOptions) -> tuple[str | None, str | None] | Reply:
+def quick_sync_window(options: QuickSyncOptions) -> tuple[str | None, str | None] | Reply:
     try:
         start = parse_instant(options.modified_from) if options.modified_from else None
         end = parse_instant(options.modified_to, end_of_day=True) if options.modified_to else None
@@ -347,11 +347,11 @@ def _create_marketo_field(
 
 def add_field(services: Services, entity_name: str, body: bytes) -> Reply:
     """``POST /api/mapping/{entity}/fields``: check, save as ``awaiting_quick_sync``, queue the Quick Sync."""
-    parsed = _parse(body)
+    parsed = parse_request(body)
     if isinstance(parsed, Reply):
         return parsed
     request = parsed
-    window = _range(request.quick_sync)
+    window = quick_sync_window(request.quick_sync)
     if isinstance(window, Reply):
         return window
     mapping = services.reload_mapping()
