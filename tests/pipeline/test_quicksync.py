@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 import function_app
 from shared.core.mapping import FieldState
 from shared.localhost.stack import IN_PROCESS_HOST, LocalStack
-from shared.pipeline import quicksync
+from shared.pipeline import marketo_side, quicksync
 from shared.pipeline.quicksync import RunLimits
 from shared.simulators.dataverse.schema import Column
 
@@ -253,3 +254,100 @@ def test_a_secured_column_the_sync_user_may_read_can_be_added(stack: LocalStack)
     )
     assert status == 202, body
     assert body["field"]["type"] == "text"
+
+
+def test_one_way_objects_are_upserted_on_their_link_field(stack: LocalStack) -> None:
+    tenants = stack.tenants
+    assert tenants is not None
+    admin = tenants.admin_user_id
+    ids = [
+        tenants.dataverse.user_create("account", {"name": f"Acme {i}", "telephone1": f"+1 555 000{i}"}, user_id=admin)
+        for i in range(3)
+    ]
+    assert stack.drain(30)
+    # mainPhone moves from telephone1 to fax: remove the old pair, add the new one.
+    assert call(stack, "DELETE", "/api/mapping/account/fields/telephone1")[0] == 200
+    set_values(stack, "account", {ids[0]: {"fax": "+1 555 9999"}})
+    status, body = add_field(stack, "account", {"dynamics": "fax", "marketo": "mainPhone"})
+    assert status == 202, body
+
+    stack.host.fire("quick_sync")
+
+    companies = {c.get("externalCompanyId"): c for c in tenants.marketo.objects["companies"].records.values()}
+    assert [companies[rid].get("mainPhone") for rid in ids] == ["+1 555 9999", None, None]
+    (job,) = jobs(stack)
+    assert (job["state"], job["records_done"]) == ("done", 3)
+
+
+def test_marketo_record_failures_go_to_sync_errors_and_count_in_the_job(stack: LocalStack) -> None:
+    ids = seed_leads(stack, 3)
+    tenants = stack.tenants
+    assert tenants is not None
+    gone = stack.services.store.get_link("lead", ids[1])
+    assert gone is not None
+    tenants.marketo.delete_lead(int(str(gone.marketo_id)))
+    new_column(stack, "lead", Column("new_region", "String", max_length=80))
+    status, _ = add_field(stack, "lead", {"dynamics": "new_region", "marketo": "region", "create_marketo_field": True})
+    assert status == 202
+
+    stack.host.fire("quick_sync")
+
+    (job,) = jobs(stack)
+    assert (job["state"], job["records_done"], job["records_failed"]) == ("done", 2, 1)
+    (error,) = stack.services.store.list_errors(entity="lead")
+    assert (error.record_id, error.operation, error.field) == (ids[1], "quick_sync", "new_region")
+    assert error.code == "1004"
+    assert "new_region" not in (stack.services.store.get_link("lead", ids[1]) or gone).baseline
+
+
+def test_a_link_saved_by_the_live_sync_meanwhile_gets_the_settled_value(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = seed_leads(stack, 2)
+    new_column(stack, "lead", Column("new_region", "String", max_length=80))
+    set_values(stack, "lead", {rid: {"new_region": "EMEA"} for rid in ids})
+    status, _ = add_field(stack, "lead", {"dynamics": "new_region", "marketo": "region", "create_marketo_field": True})
+    assert status == 202
+    real = marketo_side.update_persons
+    raced: list[str] = []
+
+    def racing(marketo: Any, records: Any) -> Any:
+        if not raced:  # while the first page is on its way, the live sync settles a newer value for ids[0]
+            raced.append(ids[0])
+            set_values(stack, "lead", {ids[0]: {"new_region": "LATAM"}})
+            link = stack.services.store.get_link("lead", ids[0])
+            assert link is not None
+            stack.services.store.save_link(replace(link, baseline={**link.baseline, "new_region": "LATAM"}))
+        return real(marketo, records)
+
+    monkeypatch.setattr(marketo_side, "update_persons", racing)
+    stack.host.fire("quick_sync")
+
+    assert [marketo_value(stack, "lead", rid, "region") for rid in ids] == ["LATAM", "EMEA"]
+    link = stack.services.store.get_link("lead", ids[0])
+    assert link is not None
+    assert link.baseline["new_region"] == "LATAM"
+    (job,) = jobs(stack)
+    assert (job["records_done"], job["records_left_to_live_sync"]) == (2, 0)
+
+
+def test_a_field_waiting_without_a_job_gets_one(stack: LocalStack) -> None:
+    ids = seed_leads(stack, 1)
+    new_column(stack, "lead", Column("new_region", "String", max_length=80))
+    set_values(stack, "lead", {ids[0]: {"new_region": "EMEA"}})
+    stack.tenants.marketo.leads.create_fields([{"name": "region", "displayName": "Region", "dataType": "string"}])  # type: ignore[union-attr]
+
+    def by_hand(document: dict[str, Any]) -> None:
+        lead = quicksync.entity_document(document, "lead")
+        assert lead is not None
+        lead["fields"].append(
+            {"dynamics": "new_region", "marketo": "region", "type": "text", "state": "awaiting_quick_sync"}
+        )
+
+    quicksync.edit_mapping(stack.services, by_hand)
+    stack.host.fire("quick_sync")
+
+    (job,) = jobs(stack)
+    assert job["state"] == "done"
+    assert marketo_value(stack, "lead", ids[0], "region") == "EMEA"
+    assert field_state(stack, "lead", "new_region") is FieldState.ACTIVE
