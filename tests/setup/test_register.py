@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from shared.core.mapping import SyncMapping, load_mapping
 from shared.dataverse.context import parse_context
+from shared.errors import SyncError
+from shared.services import build_dataverse
 from shared.setup.registration import ENDPOINT_NAME, PREFIX
 from tests.setup.conftest import HOOK, World
 
@@ -218,3 +222,20 @@ def test_a_base_url_gets_the_webhook_route(world: World) -> None:
     code, _out = world.run("register", "--url", "https://sync-app.azurewebsites.net")
     assert code == 0
     assert _rows(world, "serviceendpoint")[0]["url"] == HOOK
+
+
+def test_the_simulator_refuses_a_step_whose_filter_is_for_another_message(world: World) -> None:
+    sim = world.tenants.dataverse
+    world.run("register", "--url", HOOK)
+    [endpoint] = _rows(world, "serviceendpoint")
+    client = build_dataverse(world.settings, world.http)
+    body = {
+        "name": "mismatched",
+        "mode": 1,
+        "stage": 40,
+        "sdkmessageid@odata.bind": f"/sdkmessages({sim.sdk_message_id('Update')})",
+        "sdkmessagefilterid@odata.bind": f"/sdkmessagefilters({sim.sdk_message_filter_id('Create', 'lead')})",
+        "eventhandler_serviceendpoint@odata.bind": f"/serviceendpoints({endpoint['serviceendpointid']})",
+    }
+    with pytest.raises(SyncError, match="SdkMessageFilter"):
+        client.create("sdkmessageprocessingstep", body)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import html
 import json
 import math
 import re
@@ -1318,7 +1319,10 @@ class DataverseSimulator:
     def _endpoint_target(self, endpoint: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
         url = str(endpoint.get("url"))
         auth_type, auth_value = endpoint.get("authtype"), str(endpoint.get("authvalue") or "")
-        settings = dict(re.findall(r'<setting name="([^"]+)" value="([^"]*)"', auth_value))
+        settings = {
+            html.unescape(k): html.unescape(v)
+            for k, v in re.findall(r'<setting name="([^"]+)" value="([^"]*)"', auth_value)
+        }
         if auth_type == 4:
             return f"{url}{'&' if '?' in url else '?'}code={auth_value}", {}
         if auth_type == 6:
