@@ -153,7 +153,11 @@ def build_dataverse(settings: Settings, http: httpx.Client) -> DataverseClient:
         secret=secret,
     )
     return DataverseClient(
-        http, settings.dataverse_url, auth=BearerAuth(tokens), max_concurrency=settings.dataverse_max_concurrency
+        http,
+        settings.dataverse_url,
+        auth=BearerAuth(tokens),
+        max_concurrency=settings.dataverse_max_concurrency,
+        max_url_length=30_000,  # Dataverse accepts 32,768 characters: ~300 ids per read_by_ids request
     )
 
 

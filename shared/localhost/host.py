@@ -157,7 +157,9 @@ class Batching:
             max_size=int(service_bus.get("maxMessageBatchSize", 1000)),
             min_size=int(service_bus.get("minMessageBatchSize", 1)),
             max_wait=hours * 3600 + minutes * 60 + seconds,
-            concurrency=max(1, int(service_bus.get("maxConcurrentCalls", 1))),
+            # maxConcurrentCalls governs single-message dispatch; a batch trigger's listener hands over one
+            # batch at a time (more instances, not more threads, is how batches scale out).
+            concurrency=1,
         )
 
 

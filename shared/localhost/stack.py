@@ -56,11 +56,17 @@ def binding_settings(settings: Settings) -> dict[str, str]:
     }
 
 
-def _router(routes: Mapping[str, Callable[[httpx.Request], httpx.Response]]) -> httpx.MockTransport:
+def _router(
+    routes: Mapping[str, Callable[[httpx.Request], httpx.Response]],
+    observe: Callable[[httpx.Request], None] | None = None,
+) -> httpx.MockTransport:
     def handle(request: httpx.Request) -> httpx.Response:
         handler = routes.get(request.url.host)
         if handler is None:
             return httpx.Response(502, json={"error": f"no in-process service at {request.url.host}"})
+        if observe is not None:
+            request.read()
+            observe(request)
         return handler(request)
 
     return httpx.MockTransport(handle)
@@ -97,6 +103,7 @@ class LocalStack:
     run_timers: bool = True
     retry_delay: float = 1.0
     batching: Batching | None = None  # None: as host.json says
+    observe: Callable[[httpx.Request], None] | None = None  # sees every in-process request to a simulator
     overrides: Mapping[str, str] = field(default_factory=dict)
     state_path: str | None = None
     settings: Settings = field(init=False)
@@ -162,7 +169,8 @@ class LocalStack:
                     _host(ENTRA): self.tenants.dataverse,
                     str(urlparse(IN_PROCESS_DATAVERSE).hostname): self.tenants.dataverse,
                     str(urlparse(IN_PROCESS_MARKETO).hostname): self.tenants.marketo,
-                }
+                },
+                self.observe,
             )
             self.http = httpx.Client(transport=transport, timeout=30.0)
         else:

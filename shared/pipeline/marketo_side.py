@@ -48,17 +48,14 @@ def update_persons(marketo: MarketoClient, records: Sequence[Mapping[str, Any]])
     return marketo.sync_leads(records, action="updateOnly", lookup_field="id")
 
 
-def create_persons(
-    marketo: MarketoClient, records: Sequence[Mapping[str, Any]], link_field: str
-) -> list[RecordOutcome]:
-    """Create persons. Matched by e-mail when they have one (an existing person is updated, not duplicated),
-    otherwise by the link field that holds the Dynamics id."""
-    with_email = [(i, r) for i, r in enumerate(records) if r.get("email")]
-    without = [(i, r) for i, r in enumerate(records) if not r.get("email")]
+def create_persons(marketo: MarketoClient, records: Sequence[tuple[Mapping[str, Any], str]]) -> list[RecordOutcome]:
+    """Create persons, each given with the link field that holds its Dynamics id. Matched by e-mail when they have
+    one (an existing person is updated, not duplicated), otherwise by that link field."""
+    by_lookup: dict[str, list[tuple[int, Mapping[str, Any]]]] = {}
+    for index, (record, link_field) in enumerate(records):
+        by_lookup.setdefault("email" if record.get("email") else link_field, []).append((index, record))
     outcomes: dict[int, RecordOutcome] = {}
-    for group, lookup in ((with_email, "email"), (without, link_field)):
-        if not group:
-            continue
+    for lookup, group in by_lookup.items():
         results = marketo.sync_leads([r for _, r in group], action="createOrUpdate", lookup_field=lookup)
         for (index, _), outcome in zip(group, results, strict=True):
             outcomes[index] = RecordOutcome(index, outcome.status, outcome.id, outcome.reasons)

@@ -79,6 +79,20 @@ class _Target:
 
 
 @dataclass
+class _PersonGroup:
+    """One person entity's part of a batch, from read to write."""
+
+    mapping: EntityMapping
+    targets: dict[str, _Target]
+    links: dict[str, Link]
+    records: dict[str, Record]
+    person_of: dict[str, str] = field(default_factory=dict)  # Dynamics id -> Marketo id ("" = refused)
+    adopted: dict[str, Link] = field(default_factory=dict)  # contact id -> the lead link whose person it takes
+    dynamics_writes: list[tuple[_Target, RecordUpdate, Decision]] = field(default_factory=list)
+    plans: dict[str, tuple[Decision, str]] = field(default_factory=dict)
+
+
+@dataclass
 class BatchReport:
     """What a batch did: decisions (for logs and tests), counters, errors, and notifications put back."""
 
@@ -132,12 +146,15 @@ class Reconciler:
         by_entity: dict[str, list[_Target]] = defaultdict(list)
         for target in targets.values():
             by_entity[target.entity].append(target)
+        person_groups = []
         for entity, group in by_entity.items():
             mapping = self.mapping.get(entity)
             if mapping.rule.two_way:
-                self._persons(mapping, group, report)
+                person_groups.append((mapping, group))
             else:
                 self._objects(mapping, group, report)
+        if person_groups:
+            self._persons(person_groups, report)
         self._finish(report)
         return report
 
@@ -169,76 +186,134 @@ class Reconciler:
 
     # --- persons: two-way ------------------------------------------------------------------------------------------
 
-    def _persons(self, mapping: EntityMapping, group: list[_Target], report: BatchReport) -> None:
+    def _persons(self, groups: list[tuple[EntityMapping, list[_Target]]], report: BatchReport) -> None:
+        """Leads and contacts together: one Marketo read and one Marketo write for every person in the batch."""
+        prepared = [self._prepare_persons(mapping, group) for mapping, group in groups]
+        fields = list(dict.fromkeys(f for p in prepared for f in marketo_side.person_fields(p.mapping)))
+        wanted = sorted({pid for p in prepared for pid in p.person_of.values() if pid})
+        persons = marketo_side.read_persons(self.marketo, wanted, fields)
+        self._match_by_email(prepared, persons, fields, report)
+
+        updates: list[tuple[_PersonGroup, _Target, dict[str, Any], Decision]] = []
+        creates: list[tuple[_PersonGroup, _Target, dict[str, Any], Decision]] = []
+        for group in prepared:
+            self._decide_persons(group, persons, updates, creates, report)
+
+        failed_marketo: dict[tuple[str, str], set[str]] = {}
+        outcomes = marketo_side.update_persons(self.marketo, [body for _, _, body, _ in updates])
+        for (group, target, _, decision), outcome in zip(updates, outcomes, strict=True):
+            if not outcome.ok:
+                failed_marketo[(group.mapping.entity, target.dynamics_id)] = set(decision.marketo_writes)
+                report.errors.append(self._marketo_error(group.mapping.entity, target.dynamics_id, "update", outcome))
+        created = marketo_side.create_persons(
+            self.marketo, [(body, group.mapping.marketo_link_field) for group, _, body, _ in creates]
+        )
+        for (group, target, _, decision), outcome in zip(creates, created, strict=True):
+            link = group.links.get(target.dynamics_id)
+            if not outcome.ok or outcome.id is None:
+                report.errors.append(self._marketo_error(group.mapping.entity, target.dynamics_id, "create", outcome))
+                continue
+            self._save(target, link, str(outcome.id), dict(decision.new_baseline), report, adopted=None)
+
+        for group in prepared:
+            entity = group.mapping.entity
+            failed_dynamics = self._write_dynamics(entity, group.dynamics_writes, report)
+            for rid, (decision, person_id) in group.plans.items():
+                target = group.targets[rid]
+                link = group.links.get(rid)
+                if rid in failed_dynamics.get("conflict", set()):
+                    self._requeue(target, report, "the Dynamics record changed while it was being synced")
+                    continue
+                failed = failed_marketo.get((entity, rid), set()) | failed_dynamics.get(rid, set())
+                baseline = _keep_failed(decision, link, failed)
+                self._save(target, link, person_id, baseline, report, adopted=group.adopted.get(rid))
+
+    def _prepare_persons(self, mapping: EntityMapping, group: list[_Target]) -> _PersonGroup:
+        """Read the Dynamics side and find each record's person: its link, or for a contact qualified from a lead,
+        the lead's person (matching by e-mail comes next, for all entities at once)."""
         entity = mapping.entity
         ids = [t.dynamics_id for t in group]
-        links = self.store.get_links(entity, ids)
-        records = self.dataverse.read_by_ids(entity, ids, dataverse_select(mapping))
-        fields = marketo_side.person_fields(mapping)
-
-        # Who is each record's person? Its link; for a contact qualified from a lead, the lead's person;
-        # otherwise an existing person with the same e-mail; otherwise none yet (created below).
-        person_of: dict[str, str] = {}
-        adopted_from_lead: dict[str, Link] = {}
-        for target in group:
-            link = links.get(target.dynamics_id)
-            if link is not None and link.marketo_id and link.followed_by is None:
-                person_of[target.dynamics_id] = str(link.marketo_id)
+        prepared = _PersonGroup(
+            mapping,
+            {t.dynamics_id: t for t in group},
+            self.store.get_links(entity, ids),
+            self.dataverse.read_by_ids(entity, ids, dataverse_select(mapping)),
+        )
+        for rid, link in prepared.links.items():
+            if link.marketo_id and link.followed_by is None:
+                prepared.person_of[rid] = str(link.marketo_id)
         if entity == "contact":
             lead_ids = {
                 str(rec.values["originatingleadid"].id): rid
-                for rid, rec in records.items()
-                if rid not in person_of and getattr(rec.values.get("originatingleadid"), "id", None)
+                for rid, rec in prepared.records.items()
+                if rid not in prepared.person_of and getattr(rec.values.get("originatingleadid"), "id", None)
             }
             for lead_id, lead_link in self.store.get_links("lead", lead_ids).items():
                 if lead_link.marketo_id:
                     contact_id = lead_ids[lead_id]
-                    person_of[contact_id] = str(lead_link.marketo_id)
-                    adopted_from_lead[contact_id] = lead_link
-        persons = marketo_side.read_persons(self.marketo, sorted(set(person_of.values())), fields)
-        email_field = mapping.by_marketo.get("email")
-        unmatched = [rid for rid in records if rid not in person_of or person_of[rid] not in persons]
-        if email_field is not None and unmatched:
-            emails = {rid: str(records[rid].values.get(email_field.dynamics) or "") for rid in unmatched}
-            by_email = marketo_side.find_persons_by_email(self.marketo, list(emails.values()), fields)
-            for rid, email in emails.items():
-                person = by_email.get(email.strip().lower())
-                if person is None:
-                    continue
-                other = self.store.find_by_marketo(entity, str(person["id"]))
-                if other is not None and (other.entity, other.dynamics_id) != (entity, rid):
-                    report.errors.append(
-                        self._error(
-                            entity, rid, "link", TO_MARKETO, "duplicate-person",
-                            f"e-mail matches Marketo person {person['id']}, already linked to {other.entity} "
-                            f"{other.dynamics_id}; merge the records or change the e-mail",
-                        )
-                    )  # fmt: skip
-                    person_of[rid] = ""
-                    continue
-                person_of[rid] = str(person["id"])
-                persons[str(person["id"])] = person
+                    prepared.person_of[contact_id] = str(lead_link.marketo_id)
+                    prepared.adopted[contact_id] = lead_link
+        return prepared
 
-        updates: list[tuple[_Target, dict[str, Any], Decision, Link | None, str]] = []
-        creates: list[tuple[_Target, dict[str, Any], Decision, Link | None]] = []
-        dynamics_writes: list[tuple[_Target, RecordUpdate, Decision]] = []
-        plans: dict[str, tuple[Decision, Link | None, str | None]] = {}
+    def _match_by_email(
+        self, prepared: list[_PersonGroup], persons: dict[str, dict[str, Any]], fields: list[str], report: BatchReport
+    ) -> None:
+        """Records with no (or a vanished) person adopt an existing person with the same e-mail, if any."""
+        emails: dict[tuple[int, str], str] = {}
+        for index, group in enumerate(prepared):
+            email_field = group.mapping.by_marketo.get("email")
+            if email_field is None:
+                continue
+            for rid, record in group.records.items():
+                if group.person_of.get(rid) not in persons:
+                    emails[(index, rid)] = str(record.values.get(email_field.dynamics) or "")
+        if not any(emails.values()):
+            return
+        by_email = marketo_side.find_persons_by_email(self.marketo, list(emails.values()), fields)
+        for (index, rid), email in emails.items():
+            group = prepared[index]
+            entity = group.mapping.entity
+            person = by_email.get(email.strip().lower())
+            if person is None:
+                continue
+            other = self.store.find_by_marketo(entity, str(person["id"]))
+            if other is not None and (other.entity, other.dynamics_id) != (entity, rid):
+                report.errors.append(
+                    self._error(
+                        entity, rid, "link", TO_MARKETO, "duplicate-person",
+                        f"e-mail matches Marketo person {person['id']}, already linked to {other.entity} "
+                        f"{other.dynamics_id}; merge the records or change the e-mail",
+                    )
+                )  # fmt: skip
+                group.person_of[rid] = ""
+                continue
+            group.person_of[rid] = str(person["id"])
+            persons[str(person["id"])] = person
 
-        for target in group:
-            rid = target.dynamics_id
-            link = links.get(rid)
-            if person_of.get(rid) == "":
-                continue  # a duplicate-person error was recorded above
+    def _decide_persons(
+        self,
+        group: _PersonGroup,
+        persons: Mapping[str, dict[str, Any]],
+        updates: list[tuple[_PersonGroup, _Target, dict[str, Any], Decision]],
+        creates: list[tuple[_PersonGroup, _Target, dict[str, Any], Decision]],
+        report: BatchReport,
+    ) -> None:
+        mapping = group.mapping
+        entity = mapping.entity
+        for rid, target in group.targets.items():
+            link = group.links.get(rid)
+            if group.person_of.get(rid) == "":
+                continue  # a duplicate-person error was recorded
             if link is not None and link.followed_by:
                 report.ignored.append(
                     (target.notes[0], f"lead qualified into {link.followed_by}: the person follows it")
                 )
                 continue
-            record = records.get(rid)
+            record = group.records.get(rid)
             if record is None:
                 self._missing(mapping, target, link, report)
                 continue
-            person_id = person_of.get(rid)
+            person_id = group.person_of.get(rid)
             person = persons.get(person_id) if person_id else None
             baseline = dict(link.baseline) if link is not None and person_id == link.marketo_id else {}
             state = RecordState(
@@ -255,46 +330,20 @@ class Reconciler:
             if decision.action is RecordAction.CREATE_IN_MARKETO:
                 body = _marketo_body(mapping, decision)
                 body[mapping.marketo_link_field] = rid
-                creates.append((target, body, decision, link))
+                creates.append((group, target, body, decision))
                 continue
-            if decision.action is not RecordAction.SYNC or person is None:
+            if decision.action is not RecordAction.SYNC or person is None or person_id is None:
                 continue
             body = _marketo_body(mapping, decision)
             if str(person.get(mapping.marketo_link_field) or "").lower() != rid:
                 body[mapping.marketo_link_field] = rid  # a newly matched person learns its Dynamics id
+            if decision.dynamics_writes:
+                update = RecordUpdate(rid, dict(decision.dynamics_writes), etag=record.etag)
+                group.dynamics_writes.append((target, update, decision))
+            group.plans[rid] = (decision, person_id)
             if body:
                 body["id"] = int(person["id"])
-            if decision.dynamics_writes:
-                writes = dict(decision.dynamics_writes)
-                dynamics_writes.append((target, RecordUpdate(rid, writes, etag=record.etag), decision))
-            assert person_id is not None
-            plans[rid] = (decision, link, person_id)
-            if body:
-                updates.append((target, body, decision, link, person_id))
-
-        failed_marketo: dict[str, set[str]] = {}
-        outcomes = marketo_side.update_persons(self.marketo, [body for _, body, _, _, _ in updates])
-        for (target, _, decision, _, _), outcome in zip(updates, outcomes, strict=True):
-            if not outcome.ok:
-                failed_marketo[target.dynamics_id] = set(decision.marketo_writes)
-                report.errors.append(self._marketo_error(entity, target.dynamics_id, "update", outcome))
-        created = marketo_side.create_persons(
-            self.marketo, [body for _, body, _, _ in creates], mapping.marketo_link_field
-        )
-        for (target, _, decision, link), outcome in zip(creates, created, strict=True):
-            if not outcome.ok or outcome.id is None:
-                report.errors.append(self._marketo_error(entity, target.dynamics_id, "create", outcome))
-                continue
-            self._save(target, link, str(outcome.id), dict(decision.new_baseline), report, adopted=None)
-
-        failed_dynamics = self._write_dynamics(entity, dynamics_writes, report)
-        for rid, (decision, link, person_id) in plans.items():
-            target = next(t for t in group if t.dynamics_id == rid)
-            if rid in failed_dynamics.get("conflict", set()):
-                self._requeue(target, report, "the Dynamics record changed while it was being synced")
-                continue
-            baseline = _keep_failed(decision, link, failed_marketo.get(rid, set()) | failed_dynamics.get(rid, set()))
-            self._save(target, link, person_id, baseline, report, adopted=adopted_from_lead.get(rid))
+                updates.append((group, target, body, decision))
 
     def _write_dynamics(
         self, entity: str, writes: list[tuple[_Target, RecordUpdate, Decision]], report: BatchReport
