@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -58,21 +59,41 @@ class Services:
     marketo: MarketoClient
     observer: QueueObserver | None = None
     _mapping: SyncMapping | None = field(default=None, repr=False)
+    _mapping_etag: str | None = field(default=None, repr=False)
+    _mapping_checked: float = field(default=0.0, repr=False)
     _sync_user_id: str | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def mapping(self) -> SyncMapping:
-        """The mapping stored in the state store; seeded from ``SYNC_MAPPING_FILE`` on first use."""
-        if self._mapping is None:
+        """The mapping stored in the state store (seeded from ``SYNC_MAPPING_FILE`` on first use).
+
+        Instances re-check the stored document's ETag every ``SYNC_MAPPING_REFRESH_SECONDS``, so a field added
+        or removed through one instance's mapping endpoints reaches every instance without a restart.
+        """
+        now = time.monotonic()
+        if self._mapping is None or now - self._mapping_checked >= self.settings.mapping_refresh_seconds:
             with self._lock:
-                if self._mapping is None:
-                    self._mapping = load_stored_mapping(self.store, self.settings)
+                if self._mapping is None or now - self._mapping_checked >= self.settings.mapping_refresh_seconds:
+                    self._refresh_mapping()
+                    self._mapping_checked = now
+        assert self._mapping is not None
         return self._mapping
+
+    def _refresh_mapping(self) -> None:
+        stored = self.store.get_document(MAPPING_DOCUMENT)
+        if stored is not None and stored[1] == self._mapping_etag and self._mapping is not None:
+            return
+        self._mapping = load_stored_mapping(self.store, self.settings)
+        current = self.store.get_document(MAPPING_DOCUMENT)
+        self._mapping_etag = current[1] if current is not None else None
 
     def reload_mapping(self) -> SyncMapping:
         with self._lock:
-            self._mapping = load_stored_mapping(self.store, self.settings)
+            self._mapping_etag = None
+            self._refresh_mapping()
+            self._mapping_checked = time.monotonic()
+            assert self._mapping is not None
             return self._mapping
 
     @property

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     marketo_headroom: float = Field(default=0.1, ge=0.0, lt=1.0, validation_alias=AliasChoices("MARKETO_HEADROOM"))
     marketo_daily_quota: int = Field(default=50_000, ge=1, validation_alias=AliasChoices("MARKETO_DAILY_QUOTA"))
 
+    function_app_url: str = Field(
+        default="", validation_alias=AliasChoices("FUNCTION_APP_URL", "AZURE_FUNCTION_APP_URL")
+    )
+
     # --- Webhooks in --------------------------------------------------------------------------------------
     dataverse_webhook_secret: SecretStr = Field(
         default=SecretStr(""), validation_alias=AliasChoices("DATAVERSE_WEBHOOK_SECRET")
@@ -85,6 +89,12 @@ class Settings(BaseSettings):
         default="0 */1 * * * *", validation_alias=AliasChoices("DATAVERSE_CATCHUP_SCHEDULE")
     )
     quick_sync_schedule: str = Field(default="15 */1 * * * *", validation_alias=AliasChoices("QUICK_SYNC_SCHEDULE"))
+    quick_sync_budget_seconds: float = Field(
+        default=480.0, gt=0, validation_alias=AliasChoices("QUICK_SYNC_BUDGET_SECONDS")
+    )
+    quick_sync_page_size: int = Field(
+        default=5000, ge=1, le=5000, validation_alias=AliasChoices("QUICK_SYNC_PAGE_SIZE")
+    )
     pause_recheck_seconds: float = Field(default=30.0, gt=0, validation_alias=AliasChoices("PAUSE_RECHECK_SECONDS"))
     max_instances: int = Field(default=1, ge=1, validation_alias=AliasChoices("FUNCTIONS_MAX_INSTANCES"))
 
@@ -99,6 +109,9 @@ class Settings(BaseSettings):
     state_sqlite_path: str = Field(default=".local/state.sqlite3", validation_alias=AliasChoices("STATE_SQLITE_PATH"))
 
     # --- Mapping -------------------------------------------------------------------------------------------------
+    mapping_refresh_seconds: float = Field(
+        default=30.0, ge=0, validation_alias=AliasChoices("SYNC_MAPPING_REFRESH_SECONDS")
+    )
     mapping_file: str = Field(default="config/mapping.json", validation_alias=AliasChoices("SYNC_MAPPING_FILE"))
 
 

@@ -17,6 +17,7 @@ from shared.errors import Conflict, SyncError
 from shared.pipeline.feeds import timer_checkpoint
 from shared.pipeline.marketo_side import person_fields, read_persons
 from shared.pipeline.notification import Notification, Source
+from shared.pipeline.quicksync import quick_sync_status
 from shared.pipeline.reconcile import notification_message
 from shared.pipeline.webhooks import Reply, problem
 from shared.services import Services
@@ -81,6 +82,7 @@ def status(services: Services, *, now: datetime | None = None) -> dict[str, Any]
         },
         "entities": entities,
         "timers": timers,
+        "quick_sync": quick_sync_status(services),
     }
 
 
@@ -104,6 +106,15 @@ def status_html(data: dict[str, Any]) -> str:
     )
     timers = "".join(f"<li>{html.escape(k)}: {html.escape(str(v or 'never'))}</li>" for k, v in data["timers"].items())
     queue = data["queue"]
+    quick = (
+        "".join(
+            f"<li>{html.escape(str(j.get('entity')))}.{html.escape(str(j.get('column')))}: "
+            f"{html.escape(str(j.get('state')))}, {j.get('records_done', 0)} records"
+            f"{' - ' + html.escape(str(j['notice'])) if j.get('notice') else ''}</li>"
+            for j in data.get("quick_sync", [])
+        )
+        or "<li>none</li>"
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Sync status</title>
 <meta http-equiv="refresh" content="10">
@@ -116,6 +127,7 @@ Queue <code>{html.escape(queue["name"])}</code>: {queue["pending"]} pending, {qu
 <th>Synced (1 h)</th><th>Errors (1 h)</th><th>Open errors</th><th>Collisions won (1 h)</th><th>Broken fields</th></tr>
 {rows}</table>
 <h2>Timers, last run</h2><ul>{timers}</ul>
+<h2>Quick Sync</h2><ul>{quick}</ul>
 <p><a href="errors">Sync errors</a> &middot; <a href="errors.csv">export CSV</a></p>
 </body></html>"""
 

@@ -64,10 +64,10 @@ DEFAULT_LIMITS = RunLimits()
 
 
 def run_limits(settings: Settings) -> RunLimits:
-    """``QUICK_SYNC_BUDGET_SECONDS`` / ``QUICK_SYNC_PAGE_SIZE`` once the settings declare them; defaults until then."""
+    """``QUICK_SYNC_BUDGET_SECONDS`` / ``QUICK_SYNC_PAGE_SIZE``."""
     return RunLimits(
-        budget_seconds=float(getattr(settings, "quick_sync_budget_seconds", DEFAULT_LIMITS.budget_seconds)),
-        page_size=int(getattr(settings, "quick_sync_page_size", DEFAULT_LIMITS.page_size)),
+        budget_seconds=settings.quick_sync_budget_seconds,
+        page_size=settings.quick_sync_page_size,
     )
 
 

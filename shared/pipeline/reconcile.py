@@ -325,7 +325,6 @@ class Reconciler:
             )
             decision = decide(mapping, state)
             report.decisions.append((entity, rid, decision))
-            self._count(report, entity, decision)
             self._field_errors(mapping, rid, decision, report)
             if decision.action is RecordAction.CREATE_IN_MARKETO:
                 body = _marketo_body(mapping, decision)
@@ -384,7 +383,6 @@ class Reconciler:
             return  # already flagged, or a late update about a record whose delete notice is on its way
         decision = decide(mapping, RecordState(dynamics=None, marketo={}, baseline=link.baseline, linked=True))
         report.decisions.append((entity, rid, decision))
-        self._count(report, entity, decision)
         if decision.action is RecordAction.FLAG_DELETED and link.marketo_id:
             outcomes = marketo_side.update_persons(
                 self.marketo, [{"id": int(link.marketo_id), DELETED_FLAG_FIELD: True}]
@@ -426,7 +424,6 @@ class Reconciler:
                 sync_filter=_flag(record, mapping) if record is not None else None,
             )
             report.decisions.append((entity, rid, decision))
-            self._count(report, entity, decision)
             self._field_errors(mapping, rid, decision, report)
             if decision.action in (RecordAction.CREATE_IN_MARKETO, RecordAction.UPSERT_IN_MARKETO):
                 body = _marketo_body(mapping, decision)
@@ -540,6 +537,10 @@ class Reconciler:
         if report.requeued:
             when = self.clock() + timedelta(seconds=1)
             self.queue.send(self.queue_name, [_message(n, when) for n in report.requeued])
+        for entity, _, decision in report.decisions:
+            # Decisions carried out, counted as made: when two instances race on one record, both carried
+            # out the same resolution (the loser is re-decided), so a collision can count twice.
+            self._count(report, entity, decision)
         for error in report.errors:
             self.store.add_error(error)
             report.counts[error.entity]["errors"] += 1 if error.field is None else 0

@@ -20,7 +20,6 @@ import function_app
 from shared.core.mapping import FieldState
 from shared.localhost.stack import IN_PROCESS_HOST, LocalStack
 from shared.pipeline import marketo_side, quicksync
-from shared.pipeline.quicksync import RunLimits
 from shared.simulators.dataverse.schema import Column
 
 TIER_OPTIONS = {1: "Bronze", 2: "Silver", 3: "Gold"}
@@ -130,7 +129,8 @@ def test_quick_sync_resumes_across_runs_and_removal_waits_for_it(
     ids = seed_leads(stack, 7)
     new_column(stack, "lead", Column("new_tier", "Picklist", options=TIER_OPTIONS))
     set_values(stack, "lead", {rid: {"new_tier": 1 + i % 3} for i, rid in enumerate(ids[:6])})
-    monkeypatch.setattr(quicksync, "DEFAULT_LIMITS", RunLimits(budget_seconds=0, page_size=2))
+    tight = stack.services.settings.model_copy(update={"quick_sync_budget_seconds": 0.0, "quick_sync_page_size": 2})
+    monkeypatch.setattr(stack.services, "settings", tight)
 
     status, body = add_field(stack, "lead", {"dynamics": "new_tier", "marketo": "tier", "create_marketo_field": True})
     assert status == 202, body
