@@ -27,11 +27,10 @@ from shared.marketo.limiter import RateLimiter
 from shared.pipeline.reconcile import Reconciler
 from shared.queueing import QueueSender, ServiceBusQueueSender
 from shared.settings import Settings, get_settings
-from shared.store.base import StateStore
+from shared.store.base import MAPPING_DOCUMENT, StateStore
 from shared.store.sqlite import sqlite_store
 from shared.store.tables import TableRows, table_store
 
-MAPPING_DOCUMENT = "mapping"
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -113,6 +112,7 @@ class Services:
             self.queue,
             self.settings.changes_queue,
             pause_delay=timedelta(seconds=self.settings.pause_recheck_seconds),
+            on_mapping_change=self.reload_mapping,
         )
 
 

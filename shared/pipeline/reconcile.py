@@ -16,7 +16,9 @@ What can go wrong, and where it goes:
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,18 +27,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.core.entities import Side
-from shared.core.mapping import SYNC_FILTER_COLUMN, EntityMapping, FieldType, SyncMapping
+from shared.core.mapping import SYNC_FILTER_COLUMN, EntityMapping, FieldState, FieldType, SyncMapping, load_mapping
 from shared.core.policy import Action, Decision, RecordAction, RecordState, Trigger, decide, decide_one_way
 from shared.core.values import Canonical, read_dynamics_record, read_marketo_record
 from shared.dataverse.client import BatchResult, DataverseClient, RecordUpdate
 from shared.dataverse.records import Record
-from shared.errors import Conflict
+from shared.errors import Conflict, SkipRecord
 from shared.marketo.client import MarketoClient
 from shared.marketo.models import RecordOutcome
 from shared.pipeline import marketo_side
 from shared.pipeline.notification import Kind, Notification, Source
 from shared.queueing import OutgoingMessage, QueueSender
-from shared.store.base import StateStore
+from shared.store.base import MAPPING_DOCUMENT, StateStore
 from shared.store.model import Link, SyncErrorRecord
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,14 @@ def dataverse_select(mapping: EntityMapping) -> list[str]:
         names.append(SYNC_FILTER_COLUMN)
     if mapping.entity == "contact":
         names.append("_originatingleadid_value")
+    if mapping.entity == "opportunity":
+        names.append("_parentcontactid_value")  # its primary contact becomes a Marketo opportunity role
     return list(dict.fromkeys(names))
+
+
+_MISSING_PROPERTY = re.compile(r"Could not find a property named '_?([a-z0-9_]+?)(?:_value)?' on type")
+PRIMARY_CONTACT_ROLE = "Primary Contact"
+_ROLE_KEY = "_role:primary_contact"  # kept in the opportunity's baseline: the contact whose role Marketo has
 
 
 @dataclass
@@ -116,6 +125,7 @@ class Reconciler:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         pause_delay: timedelta = timedelta(seconds=30),
+        on_mapping_change: Callable[[], object] | None = None,
     ) -> None:
         self.mapping = mapping
         self.store = store
@@ -125,6 +135,7 @@ class Reconciler:
         self.queue_name = queue_name
         self.clock = clock
         self.pause_delay = pause_delay
+        self.on_mapping_change = on_mapping_change  # tells the process its cached mapping is stale
 
     # --- the batch ------------------------------------------------------------------------------------------------
 
@@ -188,7 +199,7 @@ class Reconciler:
 
     def _persons(self, groups: list[tuple[EntityMapping, list[_Target]]], report: BatchReport) -> None:
         """Leads and contacts together: one Marketo read and one Marketo write for every person in the batch."""
-        prepared = [self._prepare_persons(mapping, group) for mapping, group in groups]
+        prepared = [self._prepare_persons(mapping, group, report) for mapping, group in groups]
         fields = list(dict.fromkeys(f for p in prepared for f in marketo_side.person_fields(p.mapping)))
         wanted = sorted({pid for p in prepared for pid in p.person_of.values() if pid})
         persons = marketo_side.read_persons(self.marketo, wanted, fields)
@@ -228,17 +239,13 @@ class Reconciler:
                 baseline = _keep_failed(decision, link, failed)
                 self._save(target, link, person_id, baseline, report, adopted=group.adopted.get(rid))
 
-    def _prepare_persons(self, mapping: EntityMapping, group: list[_Target]) -> _PersonGroup:
+    def _prepare_persons(self, mapping: EntityMapping, group: list[_Target], report: BatchReport) -> _PersonGroup:
         """Read the Dynamics side and find each record's person: its link, or for a contact qualified from a lead,
         the lead's person (matching by e-mail comes next, for all entities at once)."""
         entity = mapping.entity
         ids = [t.dynamics_id for t in group]
-        prepared = _PersonGroup(
-            mapping,
-            {t.dynamics_id: t for t in group},
-            self.store.get_links(entity, ids),
-            self.dataverse.read_by_ids(entity, ids, dataverse_select(mapping)),
-        )
+        mapping, records = self._read_dynamics(mapping, ids, report)
+        prepared = _PersonGroup(mapping, {t.dynamics_id: t for t in group}, self.store.get_links(entity, ids), records)
         for rid, link in prepared.links.items():
             if link.marketo_id and link.followed_by is None:
                 prepared.person_of[rid] = str(link.marketo_id)
@@ -401,7 +408,7 @@ class Reconciler:
         entity = mapping.entity
         ids = [t.dynamics_id for t in group]
         links = self.store.get_links(entity, ids)
-        records = self.dataverse.read_by_ids(entity, ids, dataverse_select(mapping))
+        mapping, records = self._read_dynamics(mapping, ids, report)
         pushes: list[tuple[_Target, dict[str, Any], Decision, Link | None]] = []
         for target in group:
             rid = target.dynamics_id
@@ -430,12 +437,119 @@ class Reconciler:
                 body[mapping.marketo_link_field] = rid
                 pushes.append((target, body, decision, link))
         outcomes = marketo_side.upsert_objects(self.marketo, mapping, [body for _, body, _, _ in pushes])
+        saved: list[tuple[_Target, Link | None, str | None, dict[str, Canonical]]] = []
         for (target, _, decision, link), outcome in zip(pushes, outcomes, strict=True):
             if not outcome.ok:
                 report.errors.append(self._marketo_error(entity, target.dynamics_id, "upsert", outcome))
                 continue
             marketo_id = str(outcome.id) if outcome.id is not None else (link.marketo_id if link else None)
-            self._save(target, link, marketo_id, dict(decision.new_baseline), report, adopted=None)
+            saved.append((target, link, marketo_id, dict(decision.new_baseline)))
+        if entity == "opportunity":
+            self._primary_contact_roles(saved, records, report)
+        for target, link, marketo_id, baseline in saved:
+            self._save(target, link, marketo_id, baseline, report, adopted=None)
+
+    def _primary_contact_roles(
+        self,
+        saved: list[tuple[_Target, Link | None, str | None, dict[str, Canonical]]],
+        records: Mapping[str, Record],
+        report: BatchReport,
+    ) -> None:
+        """An opportunity's primary contact becomes its Marketo opportunity role (once per change of contact)."""
+        wanted: dict[str, str] = {}
+        for target, _, _, baseline in saved:
+            record = records.get(target.dynamics_id)
+            contact = getattr(record.values.get("parentcontactid"), "id", None) if record is not None else None
+            if contact and baseline.get(_ROLE_KEY) != contact:
+                wanted[target.dynamics_id] = str(contact)
+        if not wanted:
+            return
+        contacts = self.store.get_links("contact", set(wanted.values()))
+        roles = [
+            (rid, contact, {
+                "externalOpportunityId": rid,
+                "leadId": int(contacts[contact].marketo_id),  # type: ignore[arg-type]
+                "role": PRIMARY_CONTACT_ROLE,
+                "isPrimary": True,
+            })
+            for rid, contact in wanted.items()
+            if contact in contacts and contacts[contact].marketo_id
+        ]  # fmt: skip
+        if not roles:
+            return  # the contact has no person yet: retried at the opportunity's next change
+        outcomes = self.marketo.sync_opportunity_roles([body for _, _, body in roles])
+        done = {rid: contact for (rid, contact, _), outcome in zip(roles, outcomes, strict=True) if outcome.ok}
+        for (rid, _, _), outcome in zip(roles, outcomes, strict=True):
+            if not outcome.ok:
+                report.errors.append(self._marketo_error("opportunity", rid, "role", outcome))
+        for target, _, _, baseline in saved:
+            if target.dynamics_id in done:
+                baseline[_ROLE_KEY] = done[target.dynamics_id]
+
+    # --- a mapped column deleted in Dynamics -------------------------------------------------------------------
+
+    def _read_dynamics(
+        self, mapping: EntityMapping, ids: list[str], report: BatchReport
+    ) -> tuple[EntityMapping, dict[str, Record]]:
+        """Read the records; a mapped column that no longer exists is marked broken (and reported) and the read
+        is repeated without it, so the other fields keep syncing."""
+        for _ in range(len(mapping.fields) + 2):
+            try:
+                return mapping, self.dataverse.read_by_ids(mapping.entity, ids, dataverse_select(mapping))
+            except SkipRecord as exc:
+                match = _MISSING_PROPERTY.search(str(exc))
+                if match is None or not self._mark_broken(mapping, match.group(1), report):
+                    raise
+                mapping = self.mapping.get(mapping.entity)
+        raise SkipRecord(f"{mapping.entity}: columns keep disappearing while reading", code="column-missing")
+
+    def _mark_broken(self, mapping: EntityMapping, column: str, report: BatchReport) -> bool:
+        """Mark a mapped column broken in the stored mapping (or forget a vanished sync filter column)."""
+        field = mapping.by_column.get(column)
+        if field is None and column != SYNC_FILTER_COLUMN:
+            return False
+        for _ in range(10):
+            stored = self.store.get_document(MAPPING_DOCUMENT)
+            document: Any = json.loads(stored[0]) if stored else self.mapping.model_dump(mode="json")
+            current = load_mapping(document).by_entity.get(mapping.entity)
+            already = current is not None and (
+                (field is None and not current.sync_filter)
+                or (field is not None and column in current.by_column
+                    and current.by_column[column].state is FieldState.BROKEN)
+            )  # fmt: skip
+            if already:  # another batch (or instance) found and reported it first: just catch up
+                self.mapping = load_mapping(document)
+                if self.on_mapping_change is not None:
+                    self.on_mapping_change()
+                return True
+            for entity in document["entities"]:
+                if entity["entity"] != mapping.entity:
+                    continue
+                if field is None:
+                    entity["sync_filter"] = False
+                for f in entity.get("fields", []):
+                    if f["dynamics"] == column:
+                        f["state"] = FieldState.BROKEN.value
+            try:
+                self.store.save_document(
+                    MAPPING_DOCUMENT, json.dumps(document, indent=2), stored[1] if stored else None
+                )
+            except Conflict:
+                continue
+            self.mapping = load_mapping(document)
+            break
+        else:
+            return False
+        what = "the sync filter column" if field is None else "the mapped column"
+        message = (
+            f"{what} '{column}' no longer exists in Dynamics: marked broken, the other fields keep syncing. "
+            "Restore the column, or remove the field from the mapping."
+        )
+        log.error("%s: %s", mapping.entity, message)
+        report.errors.append(
+            self._error(mapping.entity, "", "read", TO_MARKETO, "column-missing", message, field=column)
+        )
+        return True
 
     # --- saving, errors, counters ---------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ DOCUMENTS = "syncdocuments"
 ERRORS = "syncerrors"
 STATS = "syncstats"
 CONTROL = "synccontrol"
+MAPPING_DOCUMENT = "mapping"  # the sync mapping, a document with an ETag
 TABLES = (LINKS, MARKETO_INDEX, CHECKPOINTS, DOCUMENTS, ERRORS, STATS, CONTROL)
 
 

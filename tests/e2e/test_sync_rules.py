@@ -357,3 +357,61 @@ def test_health_needs_no_service(world: World) -> None:
     response = world.call("GET", "health")
     assert response.status_code == 200
     assert isinstance(response, httpx.Response)
+
+
+# --- more of the product's promises -------------------------------------------------------------------------------
+
+
+def test_a_dataverse_context_posted_straight_to_the_queue_is_synced(world: World) -> None:
+    from shared.dataverse.context import dumps_context, render_context
+    from shared.queueing import OutgoingMessage
+
+    contact_id = world.create("contact", **ADA)
+    world.settle()
+    world.dv.sender = lambda url, headers, body: 0  # no webhook: this registration uses the Service Bus endpoint
+    world.update("contact", contact_id, jobtitle="Via Service Bus")
+    context = render_context(
+        message_name="Update",
+        entity_name="contact",
+        entity_id=contact_id,
+        user_id=world.tenants.admin_user_id,
+        attributes={"jobtitle": "Via Service Bus"},
+    )
+    world.stack.broker.send("sync-changes", [OutgoingMessage(dumps_context(context), "dataverse-endpoint-1")])
+    world.settle()
+    assert world.person(email="ada@example.com")["title"] == "Via Service Bus"
+
+
+def test_a_mapped_column_deleted_in_dynamics_is_reported_and_the_other_fields_keep_syncing(world: World) -> None:
+    lead_id, person = _lead(world)
+    del world.dv.tables["lead"].columns["mobilephone"]  # an admin deletes a synced column
+    world.update("lead", lead_id, jobtitle="Still syncing")
+    world.settle()
+    assert world.mk.lead(person["id"])["title"] == "Still syncing"  # type: ignore[index]
+    (error,) = world.store.list_errors(search="no longer exists")
+    assert (error.code, error.field) == ("column-missing", "mobilephone")
+    status = world.call("GET", "status").json()
+    lead = next(e for e in status["entities"] if e["entity"] == "lead")
+    assert lead["broken_fields"] == ["mobilephone"]
+    world.update("lead", lead_id, jobtitle="And again")
+    world.settle()
+    assert world.mk.lead(person["id"])["title"] == "And again"  # type: ignore[index]
+    assert len(world.store.list_errors(search="no longer exists")) == 1  # reported once, not per batch
+
+
+def test_an_opportunitys_primary_contact_becomes_its_marketo_opportunity_role(world: World) -> None:
+    contact_id = world.create("contact", **ADA)
+    world.settle()
+    person = world.person(email="ada@example.com")
+    opportunity_id = world.create(
+        "opportunity", name="Engines for the Navy", **{"parentcontactid@odata.bind": f"/contacts({contact_id})"}
+    )
+    world.settle()
+    roles = list(world.mk.objects["roles"].records.values())
+    assert [(r["externalOpportunityId"], r["leadId"], r["role"], r["isPrimary"]) for r in roles] == [
+        (opportunity_id, person["id"], "Primary Contact", True)
+    ]
+    calls = world.mk.calls["POST /rest/v1/opportunities/roles.json"]
+    world.update("opportunity", opportunity_id, name="Engines for the Royal Navy")
+    world.settle()
+    assert world.mk.calls["POST /rest/v1/opportunities/roles.json"] == calls  # unchanged contact: no role call
