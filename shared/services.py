@@ -177,7 +177,8 @@ def build_dataverse(settings: Settings, http: httpx.Client) -> DataverseClient:
         http,
         settings.dataverse_url,
         auth=BearerAuth(tokens),
-        max_concurrency=settings.dataverse_max_concurrency,
+        # Dataverse allows 52 concurrent requests per user, across every instance the app scales out to.
+        max_concurrency=max(1, min(settings.dataverse_max_concurrency, 52 // max(1, settings.max_instances))),
         max_url_length=30_000,  # Dataverse accepts 32,768 characters: ~300 ids per read_by_ids request
     )
 

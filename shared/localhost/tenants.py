@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from shared.core.entities import MarketoObject
 from shared.core.mapping import SYNC_FILTER_COLUMN, FieldMapping, FieldType, SyncMapping
+from shared.pipeline.marketo_side import MARKETO_DATA_TYPES
 from shared.pipeline.reconcile import DELETED_FLAG_FIELD
 from shared.simulators.dataverse.schema import Column, Table
 from shared.simulators.dataverse.simulator import DataverseSimulator
@@ -45,21 +46,6 @@ _DATAVERSE_TYPES = {
     FieldType.CHOICE: "Picklist",
     FieldType.MULTI_CHOICE: "MultiSelectPicklist",
     FieldType.LOOKUP: "Lookup",
-}
-_MARKETO_TYPES = {
-    FieldType.TEXT: "string",
-    FieldType.MEMO: "text",
-    FieldType.INTEGER: "integer",
-    FieldType.BIGINT: "string",
-    FieldType.DECIMAL: "float",
-    FieldType.DOUBLE: "float",
-    FieldType.MONEY: "currency",
-    FieldType.BOOLEAN: "boolean",
-    FieldType.DATE: "date",
-    FieldType.DATETIME: "datetime",
-    FieldType.CHOICE: "string",
-    FieldType.MULTI_CHOICE: "string",
-    FieldType.LOOKUP: "string",
 }
 _LOOKUP_TARGETS = {"ownerid": "systemuser", "parentcustomerid": "account", "originatingleadid": "lead"}
 
@@ -109,13 +95,13 @@ def provision_marketo(sim: MarketoSimulator, mapping: SyncMapping) -> None:
         if entity.rule.marketo_object is MarketoObject.PERSON:
             for f in entity.fields:
                 wanted.setdefault(
-                    f.marketo, {"name": f.marketo, "displayName": f.marketo, "dataType": _MARKETO_TYPES[f.type]}
+                    f.marketo, {"name": f.marketo, "displayName": f.marketo, "dataType": MARKETO_DATA_TYPES[f.type]}
                 )
             for name, kind in ((entity.marketo_link_field, "string"), (DELETED_FLAG_FIELD, "boolean")):
                 wanted.setdefault(name, {"name": name, "displayName": name, "dataType": kind})
         elif entity.rule.marketo_object is MarketoObject.CUSTOM_OBJECT:
             assert entity.custom_object is not None
-            fields = {f.marketo: _MARKETO_TYPES[f.type] for f in entity.fields}
+            fields = {f.marketo: MARKETO_DATA_TYPES[f.type] for f in entity.fields}
             fields[entity.marketo_link_field] = "string"
             sim.define_custom_object(entity.custom_object, dedupe_fields=(entity.marketo_link_field,), fields=fields)
     missing = [spec for name, spec in wanted.items() if name.casefold() not in existing]

@@ -32,6 +32,7 @@ from shared.core.mapping import (
 from shared.dataverse.client import AttributeInfo
 from shared.errors import SkipRecord
 from shared.pipeline import quicksync
+from shared.pipeline.marketo_side import MARKETO_DATA_TYPES
 from shared.pipeline.reconcile import DELETED_FLAG_FIELD
 from shared.pipeline.webhooks import Reply, problem
 from shared.services import Services
@@ -67,23 +68,6 @@ OPTION_METADATA: dict[str, str] = {
     "Virtual": "MultiSelectPicklist",
 }
 """AttributeType -> the metadata cast its options are read from."""
-
-MARKETO_TYPES: dict[FieldType, str] = {
-    FieldType.TEXT: "string",
-    FieldType.MEMO: "text",
-    FieldType.INTEGER: "integer",
-    FieldType.BIGINT: "string",  # Marketo integers are 32-bit
-    FieldType.DECIMAL: "float",
-    FieldType.DOUBLE: "float",
-    FieldType.MONEY: "currency",
-    FieldType.BOOLEAN: "boolean",
-    FieldType.DATE: "date",
-    FieldType.DATETIME: "datetime",
-    FieldType.CHOICE: "string",
-    FieldType.MULTI_CHOICE: "text",  # labels joined by ';' can outgrow a 255-character string
-    FieldType.LOOKUP: "string",
-}
-"""The Marketo data type a created lead field gets for each value type."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,7 +313,7 @@ def _create_marketo_field(
             f"Marketo's API cannot add fields to the {target} object: create {request.marketo} in Marketo Admin, "
             "then add the field again",
         )
-    data_type = MARKETO_TYPES[kind]
+    data_type = MARKETO_DATA_TYPES[kind]
     spec = {
         "name": request.marketo,
         "displayName": request.marketo_display_name or request.marketo,
@@ -493,7 +477,6 @@ def show_mapping(services: Services) -> Reply:
 
 
 __all__ = [
-    "MARKETO_TYPES",
     "TYPES",
     "AddFieldRequest",
     "ColumnFacts",

@@ -11,9 +11,26 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shared.core.entities import MarketoObject
-from shared.core.mapping import EntityMapping
+from shared.core.mapping import EntityMapping, FieldType
 from shared.marketo.client import MarketoClient
 from shared.marketo.models import RecordOutcome
+
+MARKETO_DATA_TYPES: dict[FieldType, str] = {
+    FieldType.TEXT: "string",
+    FieldType.MEMO: "text",
+    FieldType.INTEGER: "integer",
+    FieldType.BIGINT: "string",  # Marketo integers are 32-bit
+    FieldType.DECIMAL: "float",
+    FieldType.DOUBLE: "float",
+    FieldType.MONEY: "currency",
+    FieldType.BOOLEAN: "boolean",
+    FieldType.DATE: "date",
+    FieldType.DATETIME: "datetime",
+    FieldType.CHOICE: "string",
+    FieldType.MULTI_CHOICE: "text",  # labels joined by ';' can outgrow a 255-character string
+    FieldType.LOOKUP: "string",
+}
+"""The Marketo data type a Marketo field gets when the sync creates it for a mapped Dynamics column."""
 
 
 def person_fields(mapping: EntityMapping) -> list[str]:

@@ -38,9 +38,9 @@ from shared.pipeline import marketo_side
 from shared.pipeline.feeds import timer_checkpoint
 from shared.pipeline.reconcile import TO_MARKETO
 from shared.pipeline.webhooks import Reply, problem
-from shared.services import MAPPING_DOCUMENT, Services
+from shared.services import Services
 from shared.settings import Settings
-from shared.store.base import StateStore
+from shared.store.base import MAPPING_DOCUMENT, StateStore
 from shared.store.model import Checkpoint, SyncErrorRecord
 
 log = logging.getLogger(__name__)

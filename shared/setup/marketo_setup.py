@@ -12,10 +12,11 @@ from typing import Any
 import httpx
 
 from shared.core.entities import MarketoObject
-from shared.core.mapping import FieldType, SyncMapping
+from shared.core.mapping import SyncMapping
 from shared.errors import SyncError
 from shared.marketo.client import MarketoClient
 from shared.marketo.faults import Action, classify
+from shared.pipeline.marketo_side import MARKETO_DATA_TYPES
 from shared.settings import Settings
 
 PAYLOAD_TEMPLATE = '{"leadId": {{lead.Id}}, "email": "{{lead.Email Address}}"}'
@@ -111,28 +112,11 @@ def daily_usage(http: httpx.Client, marketo: MarketoClient, base_url: str) -> in
     return sum(int(row.get("total", 0)) for row in result if isinstance(row, dict))
 
 
-MARKETO_TYPES = {
-    FieldType.TEXT: "string",
-    FieldType.MEMO: "text",
-    FieldType.INTEGER: "integer",
-    FieldType.BIGINT: "string",
-    FieldType.DECIMAL: "float",
-    FieldType.DOUBLE: "float",
-    FieldType.MONEY: "currency",
-    FieldType.BOOLEAN: "boolean",
-    FieldType.DATE: "date",
-    FieldType.DATETIME: "datetime",
-    FieldType.CHOICE: "string",
-    FieldType.MULTI_CHOICE: "string",
-    FieldType.LOOKUP: "string",
-}
-
-
 def person_fields(mapping: SyncMapping) -> dict[str, str]:
     """Marketo person field -> the data type to create it with, for every person-mapped field."""
     wanted: dict[str, str] = {}
     for entity in mapping.entities:
         if entity.rule.marketo_object is MarketoObject.PERSON:
             for f in entity.fields:
-                wanted.setdefault(f.marketo, MARKETO_TYPES[f.type])
+                wanted.setdefault(f.marketo, MARKETO_DATA_TYPES[f.type])
     return wanted
