@@ -16,7 +16,13 @@ log = logging.getLogger(__name__)
 @bp.timer_trigger(arg_name="timer", schedule="%MARKETO_FEED_SCHEDULE%", run_on_startup=False)
 def marketo_feed(timer: func.TimerRequest) -> None:
     report = feeds.read_marketo_feed(services())
-    log.info("Marketo feed: %d queued, %d echoes skipped, %d unlinked", report.queued, report.echoes, report.unlinked)
+    log.info(
+        "Marketo feed: %d queued, %d echoes skipped, %d unlinked, %d persons deleted in Marketo let go",
+        report.queued,
+        report.echoes,
+        report.unlinked,
+        report.deleted_in_marketo,
+    )
 
 
 @bp.timer_trigger(arg_name="timer", schedule="%DATAVERSE_CATCHUP_SCHEDULE%", run_on_startup=False)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
@@ -25,28 +25,13 @@ from shared.errors import Conflict
 from shared.marketo.client import MarketoClient
 from shared.marketo.limiter import RateLimiter
 from shared.pipeline.reconcile import Reconciler
-from shared.queueing import QueueSender, ServiceBusQueueSender
+from shared.queueing import QueueObserver, QueueSender, ServiceBusObserver, ServiceBusQueueSender
 from shared.settings import Settings, get_settings
 from shared.store.base import MAPPING_DOCUMENT, StateStore
 from shared.store.sqlite import sqlite_store
 from shared.store.tables import TableRows, table_store
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True, slots=True)
-class Pending:
-    """A message waiting on the queue, as the status view counts them."""
-
-    entity: str
-    enqueued_at: Any
-
-
-class QueueObserver(Protocol):
-    def pending(self, queue: str, limit: int = 1000) -> list[Pending]:
-        """Messages not yet processed (peeked, not received), up to ``limit``."""
-
-    def dead_lettered(self, queue: str) -> int: ...
 
 
 @dataclass
@@ -135,7 +120,7 @@ def load_stored_mapping(store: StateStore, settings: Settings) -> SyncMapping:
 
 def marketo_limiter(settings: Settings) -> RateLimiter:
     """This instance's share of Marketo's per-instance limits: they hold however far the app scales out."""
-    instances = max(1, settings.max_instances)
+    instances = max(1, settings.api_callers)
     return RateLimiter(
         calls_per_window=max(1, math.floor(settings.marketo_calls_per_20s / instances)),
         headroom=settings.marketo_headroom,
@@ -178,7 +163,7 @@ def build_dataverse(settings: Settings, http: httpx.Client) -> DataverseClient:
         settings.dataverse_url,
         auth=BearerAuth(tokens),
         # Dataverse allows 52 concurrent requests per user, across every instance the app scales out to.
-        max_concurrency=max(1, min(settings.dataverse_max_concurrency, 52 // max(1, settings.max_instances))),
+        max_concurrency=max(1, min(settings.dataverse_max_concurrency, 52 // max(1, settings.api_callers))),
         max_url_length=30_000,  # Dataverse accepts 32,768 characters: ~300 ids per read_by_ids request
     )
 
@@ -199,7 +184,12 @@ def build_services(settings: Settings) -> Services:
     http = httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0))
     queue = ServiceBusQueueSender(settings.service_bus_namespace, _azure_credential(settings))
     return Services(
-        settings, build_store(settings), queue, build_dataverse(settings, http), build_marketo(settings, http)
+        settings,
+        build_store(settings),
+        queue,
+        build_dataverse(settings, http),
+        build_marketo(settings, http),
+        observer=ServiceBusObserver(queue.client),
     )
 
 

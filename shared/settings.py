@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     )
     pause_recheck_seconds: float = Field(default=30.0, gt=0, validation_alias=AliasChoices("PAUSE_RECHECK_SECONDS"))
     max_instances: int = Field(default=1, ge=1, validation_alias=AliasChoices("FUNCTIONS_MAX_INSTANCES"))
+    marketo_callers: int = Field(default=0, ge=0, validation_alias=AliasChoices("MARKETO_CALLERS"))
+
+    @property
+    def api_callers(self) -> int:
+        """How many processes may call Marketo and Dataverse at once: their per-user limits are divided by it."""
+        return self.marketo_callers or self.max_instances
 
     azure_client_id: str = Field(default="", validation_alias=AliasChoices("AZURE_CLIENT_ID"))
 

@@ -188,6 +188,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SYNC_TARGET: 'live'
     SYNC_MAPPING_FILE: mappingFile
     FUNCTIONS_MAX_INSTANCES: string(maximumInstanceCount)
+    // Processes that may call Marketo (and Dataverse) at once: every instance of the Service Bus scale group,
+    // plus the Marketo feed and Quick Sync timers, which Flex may run on instances of their own.
+    MARKETO_CALLERS: string(maximumInstanceCount + 2)
 
     DATAVERSE_URL: dataverseUrl
     DATAVERSE_TENANT_ID: dataverseTenantId

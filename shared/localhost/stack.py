@@ -21,7 +21,8 @@ from shared.http.loopback import LoopbackServer
 from shared.localhost.broker import LocalBroker
 from shared.localhost.host import Batching, LocalHost
 from shared.localhost.tenants import SimulatedTenants
-from shared.services import ROOT, Pending, Services, build_dataverse, build_marketo, build_services, install
+from shared.queueing import Pending
+from shared.services import ROOT, Services, build_dataverse, build_marketo, build_services, install
 from shared.settings import Settings
 from shared.store.sqlite import sqlite_store
 

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from shared.core.mapping import EntityMapping
@@ -27,6 +27,7 @@ from shared.store.model import Checkpoint
 log = logging.getLogger(__name__)
 
 MARKETO_CHECKPOINT = "marketo:leadchanges"
+DELETED_CHECKPOINT = "marketo:deletedleads"
 CHANGE_DATA_VALUE = 13
 
 
@@ -44,6 +45,7 @@ class FeedReport:
     echoes: int = 0
     unlinked: int = 0
     pages: int = 0
+    deleted_in_marketo: int = 0
     details: dict[str, int] = field(default_factory=dict)
 
 
@@ -109,6 +111,7 @@ def read_marketo_feed(
                 break
             if clock() - started > budget_seconds:
                 break
+    report.deleted_in_marketo = _forget_deleted_persons(services, now)
     _record_run(services, "marketo_feed", now())
     return report
 
@@ -148,6 +151,33 @@ def _catch_up_notes(
             )
         )
     return notes
+
+
+def _forget_deleted_persons(services: Services, now: Callable[[], datetime]) -> int:
+    """Persons deleted in Marketo: their links let go of the person (nothing is deleted in Dynamics). The
+    record's next change creates a person again, or links one found by e-mail."""
+    store, marketo = services.store, services.marketo
+    checkpoint = store.get_checkpoint(DELETED_CHECKPOINT)
+    if checkpoint is None:
+        token = marketo.paging_token(now() - timedelta(seconds=5))
+        store.save_checkpoint(Checkpoint(DELETED_CHECKPOINT, token, now()))
+        return 0
+    forgotten = 0
+    for page in marketo.deleted_leads(checkpoint.value):
+        for activity in page.activities:
+            link = store.find_by_marketo("lead", activity.lead_id)
+            if link is None:
+                continue
+            with suppress(Conflict):  # changed meanwhile: the reconcile that changed it re-reads the person
+                store.save_link(replace(link, marketo_id=None, baseline={}))
+                forgotten += 1
+        try:
+            checkpoint = store.save_checkpoint(
+                Checkpoint(DELETED_CHECKPOINT, page.next_page_token, now(), checkpoint.etag)
+            )
+        except Conflict:
+            break
+    return forgotten
 
 
 def catch_up_dataverse(

@@ -182,9 +182,17 @@ def test_a_person_deleted_in_dynamics_is_flagged_in_marketo_not_deleted(world: W
 
 def test_deleting_a_person_in_marketo_deletes_nothing_in_dynamics(world: World) -> None:
     lead_id, person = _lead(world)
+    world.fire("marketo_feed")  # first run: starts both feeds from now
     world.mk.delete_lead(person["id"])
     world.fire("marketo_feed")
     assert world.row("lead", lead_id)["firstname"] == "Ada"
+    link = world.store.get_link("lead", lead_id)
+    assert link is not None
+    assert link.marketo_id is None  # the link let go of the deleted person
+    world.update("lead", lead_id, jobtitle="Back again")
+    world.settle()
+    again = world.person(email="ada@example.com")  # the next change brings the person back
+    assert (again["title"], again["dynamicsLeadId"]) == ("Back again", lead_id)
 
 
 def test_a_lead_qualified_into_a_contact_takes_its_person_along(world: World) -> None:
