@@ -64,6 +64,7 @@ def dataverse_select(mapping: EntityMapping) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+_MISSING_MARKETO_FIELD = re.compile(r"Field '([A-Za-z0-9_]+)' not found")
 _MISSING_PROPERTY = re.compile(r"Could not find a property named '_?([a-z0-9_]+?)(?:_value)?' on type")
 PRIMARY_CONTACT_ROLE = "Primary Contact"
 _ROLE_KEY = "_role:primary_contact"  # kept in the opportunity's baseline: the contact whose role Marketo has
@@ -200,10 +201,23 @@ class Reconciler:
     def _persons(self, groups: list[tuple[EntityMapping, list[_Target]]], report: BatchReport) -> None:
         """Leads and contacts together: one Marketo read and one Marketo write for every person in the batch."""
         prepared = [self._prepare_persons(mapping, group, report) for mapping, group in groups]
-        fields = list(dict.fromkeys(f for p in prepared for f in marketo_side.person_fields(p.mapping)))
         wanted = sorted({pid for p in prepared for pid in p.person_of.values() if pid})
-        persons = marketo_side.read_persons(self.marketo, wanted, fields)
-        self._match_by_email(prepared, persons, fields, report)
+        for _ in range(sum(len(p.mapping.fields) for p in prepared) + 2):
+            fields = list(dict.fromkeys(f for p in prepared for f in marketo_side.person_fields(p.mapping)))
+            try:
+                persons = marketo_side.read_persons(self.marketo, wanted, fields)
+                self._match_by_email(prepared, persons, fields, report)
+                break
+            except SkipRecord as exc:  # Marketo 1006: a mapped person field is gone from Marketo
+                match = _MISSING_MARKETO_FIELD.search(str(exc))
+                if (
+                    exc.code != "1006"
+                    or match is None
+                    or not self._marketo_field_gone(prepared, match.group(1), report)
+                ):
+                    raise
+        else:
+            raise SkipRecord("Marketo person fields keep disappearing while reading", code="1006")
 
         updates: list[tuple[_PersonGroup, _Target, dict[str, Any], Decision]] = []
         creates: list[tuple[_PersonGroup, _Target, dict[str, Any], Decision]] = []
@@ -503,7 +517,17 @@ class Reconciler:
                 mapping = self.mapping.get(mapping.entity)
         raise SkipRecord(f"{mapping.entity}: columns keep disappearing while reading", code="column-missing")
 
-    def _mark_broken(self, mapping: EntityMapping, column: str, report: BatchReport) -> bool:
+    def _marketo_field_gone(self, prepared: list[_PersonGroup], name: str, report: BatchReport) -> bool:
+        """Every person mapping that maps the vanished Marketo field marks that field broken."""
+        marked = False
+        for group in prepared:
+            field = group.mapping.by_marketo.get(name.casefold())
+            if field is not None and self._mark_broken(group.mapping, field.dynamics, report, side="Marketo"):
+                group.mapping = self.mapping.get(group.mapping.entity)
+                marked = True
+        return marked
+
+    def _mark_broken(self, mapping: EntityMapping, column: str, report: BatchReport, *, side: str = "Dynamics") -> bool:
         """Mark a mapped column broken in the stored mapping (or forget a vanished sync filter column)."""
         field = mapping.by_column.get(column)
         if field is None and column != SYNC_FILTER_COLUMN:
@@ -540,10 +564,13 @@ class Reconciler:
             break
         else:
             return False
-        what = "the sync filter column" if field is None else "the mapped column"
+        if side == "Marketo" and field is not None:
+            what = f"the Marketo field '{field.marketo}' (mapped to '{column}')"
+        else:
+            what = "the sync filter column" if field is None else f"the mapped column '{column}'"
         message = (
-            f"{what} '{column}' no longer exists in Dynamics: marked broken, the other fields keep syncing. "
-            "Restore the column, or remove the field from the mapping."
+            f"{what} no longer exists in {side}: marked broken, the other fields keep syncing. "
+            "Restore it, or remove the field from the mapping."
         )
         log.error("%s: %s", mapping.entity, message)
         report.errors.append(

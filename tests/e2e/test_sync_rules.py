@@ -423,3 +423,15 @@ def test_an_opportunitys_primary_contact_becomes_its_marketo_opportunity_role(wo
     world.update("opportunity", opportunity_id, name="Engines for the Royal Navy")
     world.settle()
     assert world.mk.calls["POST /rest/v1/opportunities/roles.json"] == calls  # unchanged contact: no role call
+
+
+def test_a_mapped_field_deleted_in_marketo_is_reported_and_the_other_fields_keep_syncing(world: World) -> None:
+    lead_id, person = _lead(world)
+    del world.mk.leads.fields["mobilePhone"]  # a Marketo admin deletes a synced field
+    world.update("lead", lead_id, jobtitle="Still syncing", mobilephone="+44 7700 900123")
+    world.settle()
+    assert world.mk.lead(person["id"])["title"] == "Still syncing"  # type: ignore[index]
+    (error,) = world.store.list_errors(search="no longer exists in Marketo")
+    assert (error.code, error.field) == ("column-missing", "mobilephone")
+    assert "mobilePhone" in error.message
+    assert world.stack.services.mapping.get("lead").by_column["mobilephone"].state.value == "broken"
