@@ -12,6 +12,14 @@ from enum import StrEnum
 
 from shared.core.values import ConversionError, from_marketo
 from shared.services import Services
+from shared.store.model import Link
+
+
+class _Unset:
+    """Marks "not looked up yet" apart from "looked up: no link"."""
+
+
+_UNSET = _Unset()
 
 
 class MarketoChange(StrEnum):
@@ -21,8 +29,12 @@ class MarketoChange(StrEnum):
     UNMAPPED = "no synced field changed"
 
 
-def classify_marketo_change(services: Services, lead_id: str, changes: Iterable[tuple[str, object]]) -> MarketoChange:
-    link = services.store.find_by_marketo("lead", lead_id)
+def classify_marketo_change(
+    services: Services, lead_id: str, changes: Iterable[tuple[str, object]], *, link: Link | _Unset | None = _UNSET
+) -> MarketoChange:
+    """``link``: the person's link when the caller already looked it up (None: it has none)."""
+    if isinstance(link, _Unset):
+        link = services.store.find_by_marketo("lead", lead_id)
     if link is None:
         return MarketoChange.UNLINKED
     mapping = services.mapping.by_entity.get(link.entity)

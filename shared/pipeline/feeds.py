@@ -86,11 +86,17 @@ def read_marketo_feed(
         for page in marketo.lead_changes(checkpoint.value, fields):
             report.pages += 1
             notes: dict[str, Notification] = {}
+            links = store.find_many_by_marketo(
+                "lead", {a.lead_id for a in page.activities if a.activity_type_id == CHANGE_DATA_VALUE}
+            )
             for activity in page.activities:
                 if activity.activity_type_id != CHANGE_DATA_VALUE:
                     continue  # New Lead: new persons are not pushed to Dynamics
                 verdict = classify_marketo_change(
-                    services, str(activity.lead_id), ((c.name, c.new_value) for c in activity.fields)
+                    services,
+                    str(activity.lead_id),
+                    ((c.name, c.new_value) for c in activity.fields),
+                    link=links.get(str(activity.lead_id)),
                 )
                 if verdict is MarketoChange.UNLINKED:
                     report.unlinked += 1

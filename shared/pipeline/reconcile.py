@@ -144,8 +144,11 @@ class Reconciler:
         report = BatchReport()
         pause = self.store.get_pause()
         targets: dict[tuple[str, str], _Target] = {}
+        persons = self.store.find_many_by_marketo(
+            "lead", [n.marketo_id for n in notes if n.dynamics_id is None and n.marketo_id]
+        )
         for note in notes:
-            resolved = self._resolve(note, report)
+            resolved = self._resolve(note, persons, report)
             if resolved is None:
                 continue
             entity, dynamics_id = resolved
@@ -170,13 +173,13 @@ class Reconciler:
         self._finish(report)
         return report
 
-    def _resolve(self, note: Notification, report: BatchReport) -> tuple[str, str] | None:
+    def _resolve(self, note: Notification, persons: Mapping[str, Link], report: BatchReport) -> tuple[str, str] | None:
         if note.dynamics_id is not None and note.entity is not None:
             if note.entity not in self.mapping.by_entity:
                 report.ignored.append((note, f"entity '{note.entity}' is no longer in the mapping"))
                 return None
             return note.entity, note.dynamics_id.lower()
-        link = self.store.find_by_marketo("lead", str(note.marketo_id))
+        link = persons.get(str(note.marketo_id))
         if link is None:
             report.ignored.append(
                 (note, "Marketo person not linked to Dynamics: not pushed (use 'sync person to Dynamics')")

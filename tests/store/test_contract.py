@@ -78,6 +78,18 @@ def test_a_person_is_found_by_marketo_id_and_follows_its_lead_into_the_contact(s
     assert store.find_by_marketo("account", "555") is None
 
 
+def test_many_persons_are_found_by_marketo_id_at_once(store: StateStore) -> None:
+    lead = "11111111-0000-0000-0000-000000000001"
+    contact = "22222222-0000-0000-0000-000000000002"
+    store.save_link(Link("lead", lead, marketo_id="10"))
+    store.save_link(Link("contact", contact, marketo_id="20"))
+    found = store.find_many_by_marketo("lead", ["10", 20, "30"])
+    assert {k: (v.entity, v.dynamics_id) for k, v in found.items()} == {
+        "10": ("lead", lead),
+        "20": ("contact", contact),
+    }
+
+
 def test_large_baselines_survive_the_round_trip(store: StateStore) -> None:
     memo = "x" * 100_000  # over one Table property's 64 KiB
     store.save_link(Link("lead", LEAD_ID, "1", {"description": memo, "emoji": "📈"}))
