@@ -7,6 +7,7 @@ builds the real ones from app settings on first use.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -21,7 +22,7 @@ from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from shared.core.mapping import SyncMapping, load_mapping
 from shared.dataverse.auth import BearerAuth, MsalTokenSource, confidential_client
 from shared.dataverse.client import DataverseClient
-from shared.errors import Conflict
+from shared.errors import Conflict, SyncError
 from shared.marketo.client import MarketoClient
 from shared.marketo.limiter import RateLimiter
 from shared.pipeline.reconcile import Reconciler
@@ -32,6 +33,7 @@ from shared.store.sqlite import sqlite_store
 from shared.store.tables import TableRows, table_store
 
 ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -87,6 +89,15 @@ class Services:
             configured = self.settings.dataverse_sync_user_id
             self._sync_user_id = (configured or self.dataverse.whoami().user_id).lower()
         return self._sync_user_id
+
+    def known_sync_user_id(self) -> str | None:
+        """The sync user's id, or None when Dataverse cannot be asked right now: the echo filter is then off and
+        the reconcile still recognises the echo by its values (only a cheap filter is lost)."""
+        try:
+            return self.sync_user_id
+        except SyncError as exc:
+            log.warning("sync user unknown, echo filter off for now: %s", exc)
+            return None
 
     def reconciler(self) -> Reconciler:
         return Reconciler(

@@ -44,7 +44,7 @@ def read_batch(services: Services, messages: Sequence[tuple[str | None, bytes, i
                 outcome = from_dataverse(
                     parse_context(body),
                     services.mapping,
-                    sync_user_id=services.settings.dataverse_sync_user_id or None,
+                    sync_user_id=services.known_sync_user_id(),
                     source=Source.DATAVERSE_QUEUE,
                 )
                 if isinstance(outcome, Ignored):

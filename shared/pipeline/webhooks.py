@@ -74,14 +74,6 @@ def _enqueue(services: Services, note: Notification) -> Reply:
     return Reply(202, {"status": "queued", "messageId": message.message_id})
 
 
-def _sync_user(services: Services) -> str | None:
-    try:
-        return services.sync_user_id
-    except SyncError as exc:  # reconcile still recognises the echo by its values; only a cheap filter is lost
-        log.warning("sync user unknown, echo filter off for now: %s", exc)
-        return None
-
-
 def dataverse_webhook(services: Services, headers: Mapping[str, str], params: Mapping[str, str], body: bytes) -> Reply:
     h = {k.lower(): v for k, v in headers.items()}
     settings = services.settings
@@ -106,7 +98,7 @@ def dataverse_webhook(services: Services, headers: Mapping[str, str], params: Ma
     except ContextError as exc:
         return problem(400, "bad-context", f"not a Dataverse RemoteExecutionContext: {exc}")
     outcome = from_dataverse(
-        context, services.mapping, sync_user_id=_sync_user(services), source=Source.DATAVERSE_WEBHOOK
+        context, services.mapping, sync_user_id=services.known_sync_user_id(), source=Source.DATAVERSE_WEBHOOK
     )
     if isinstance(outcome, Ignored):
         return Reply(200, {"status": "ignored", "reason": outcome.reason})
