@@ -128,6 +128,16 @@ class ChangeFeed:
         yield from self._pages
         self.delta_link = self._paginator.delta_link
 
+    @property
+    def pages_read(self) -> int:
+        """Pages fetched so far (a page is fetched when its first row is asked for)."""
+        return self._paginator.pages
+
+    @property
+    def next_page_link(self) -> str | None:
+        """The URL of the page after the one being read: where a run that stops early resumes."""
+        return self._paginator.next_url
+
 
 def entity_id_from_header(value: str | None) -> str | None:
     match = _ENTITY_ID.search(value or "")

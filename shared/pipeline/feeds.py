@@ -7,6 +7,7 @@ already in sync (the sync's own writes coming back), and queues a notification f
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -22,6 +23,7 @@ from shared.pipeline.echo import MarketoChange, classify_marketo_change
 from shared.pipeline.notification import Kind, Notification, Source
 from shared.pipeline.reconcile import dataverse_select, notification_message
 from shared.services import Services
+from shared.store.base import StateStore
 from shared.store.model import Checkpoint
 
 log = logging.getLogger(__name__)
@@ -190,36 +192,81 @@ def catch_up_dataverse(
     services: Services,
     *,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    flush_every: int = 500,
+    clock: Callable[[], float] = time.monotonic,
+    budget_seconds: float = 480.0,
+    page_size: int = 5000,
 ) -> FeedReport:
     """Queue a notification per Dynamics record that changed (or was deleted) and is not in sync.
 
     The first run per entity reads every row: that is the initial sync. Later runs read the delta since the
-    checkpointed delta link.
+    checkpointed delta link. A run that would outlast its time budget checkpoints the page it reached and the
+    next run resumes there, so a table of any size gets through its initial sync.
     """
     report = FeedReport()
     store = services.store
-    for mapping in services.mapping.entities:
+    started = clock()
+    for index, mapping in enumerate(services.mapping.entities):
+        if index and clock() - started > budget_seconds:
+            break  # the other tables wait for the next run
         name = delta_checkpoint(mapping.entity)
         checkpoint = store.get_checkpoint(name)
+        state = _CatchUpState.parse(checkpoint.value) if checkpoint else _CatchUpState()
         feed = services.dataverse.changes(
-            mapping.entity, select=dataverse_select(mapping), delta_link=checkpoint.value if checkpoint else None
+            mapping.entity,
+            select=dataverse_select(mapping),
+            delta_link=state.resume or state.delta,
+            page_size=page_size,
         )
         pending: list[Change] = []
         queued = 0
+        pages_seen = 0
+        next_link: str | None = None  # the URL of the page after the one being read
+        stopped = False
         for change in feed:
+            if feed.pages_read != pages_seen:  # this row opens a new page, fetched from `next_link`
+                if pages_seen:  # every row of the earlier pages is read: queue them, remember where we are
+                    queued += _send(services, _catch_up_notes(services, mapping, pending, report))
+                    pending = []
+                    checkpoint = _save_catch_up(store, name, _CatchUpState(state.delta, next_link), checkpoint, now)
+                    if checkpoint is None or clock() - started > budget_seconds:
+                        stopped = True  # the next run resumes at this page (or another run owns the table)
+                        break
+                pages_seen = feed.pages_read
+                next_link = feed.next_page_link
             pending.append(change)
-            if len(pending) >= flush_every:
-                queued += _send(services, _catch_up_notes(services, mapping, pending, report))
-                pending = []
-        if pending:
+        if not stopped and pending:
             queued += _send(services, _catch_up_notes(services, mapping, pending, report))
         report.queued += queued
         report.details[mapping.entity] = queued
-        if feed.delta_link:
-            try:
-                store.save_checkpoint(Checkpoint(name, feed.delta_link, now(), checkpoint.etag if checkpoint else None))
-            except Conflict:
-                log.warning("another catch-up advanced %s; its delta link stands", mapping.entity)
+        if not stopped and feed.delta_link:
+            _save_catch_up(store, name, _CatchUpState(feed.delta_link, None), checkpoint, now)
     _record_run(services, "dataverse_catchup", now())
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class _CatchUpState:
+    """A table's catch-up checkpoint: the delta link to ask next, and a page to resume at if a run stopped early."""
+
+    delta: str | None = None
+    resume: str | None = None
+
+    @classmethod
+    def parse(cls, value: str) -> _CatchUpState:
+        if value.startswith("{"):
+            data = json.loads(value)
+            return cls(data.get("delta"), data.get("resume"))
+        return cls(value or None, None)  # a bare delta link
+
+    def dump(self) -> str:
+        return json.dumps({"delta": self.delta, "resume": self.resume})
+
+
+def _save_catch_up(
+    store: StateStore, name: str, state: _CatchUpState, checkpoint: Checkpoint | None, now: Callable[[], datetime]
+) -> Checkpoint | None:
+    try:
+        return store.save_checkpoint(Checkpoint(name, state.dump(), now(), checkpoint.etag if checkpoint else None))
+    except Conflict:
+        log.warning("another catch-up advanced %s; its checkpoint stands", name)
+        return None
