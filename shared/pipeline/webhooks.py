@@ -74,24 +74,41 @@ def _enqueue(services: Services, note: Notification) -> Reply:
     return Reply(202, {"status": "queued", "messageId": message.message_id})
 
 
+def _refused(secret: SecretStr, setting: str, where: str, candidates: tuple[str | None, ...]) -> Reply | None:
+    """401 unless one of the candidates is the configured secret; with no secret configured, everyone is refused."""
+    if not secret.get_secret_value():
+        return problem(401, "not-configured", f"{setting} is not set: webhook calls are refused")
+    if not _secret_matches(secret, *candidates):
+        return problem(401, "unauthorized", f"missing or wrong secret ({where})")
+    return None
+
+
+def _too_large(body: bytes) -> Reply | None:
+    if len(body) > MAX_BODY_BYTES:
+        return problem(413, "too-large", f"body of {len(body)} bytes is over the {MAX_BODY_BYTES} byte limit")
+    return None
+
+
 def dataverse_webhook(services: Services, headers: Mapping[str, str], params: Mapping[str, str], body: bytes) -> Reply:
     h = {k.lower(): v for k, v in headers.items()}
     settings = services.settings
-    if not settings.dataverse_webhook_secret.get_secret_value():
-        return problem(401, "not-configured", "DATAVERSE_WEBHOOK_SECRET is not set: webhook calls are refused")
-    if not _secret_matches(
-        settings.dataverse_webhook_secret, h.get(settings.dataverse_webhook_header.lower()), params.get("code")
-    ):
-        return problem(
-            401, "unauthorized", f"missing or wrong secret (header '{settings.dataverse_webhook_header}' or ?code=)"
-        )
+    header = settings.dataverse_webhook_header
+    refused = _refused(
+        settings.dataverse_webhook_secret,
+        "DATAVERSE_WEBHOOK_SECRET",
+        f"header '{header}' or ?code=",
+        (h.get(header.lower()), params.get("code")),
+    )
+    if refused is not None:
+        return refused
     organization = h.get("x-ms-dynamics-organization", "").strip().lower()
     if organization not in _organizations(services):
         return problem(
             403, "wrong-organization", f"x-ms-dynamics-organization '{organization}' is not this sync's organization"
         )
-    if len(body) > MAX_BODY_BYTES:
-        return problem(413, "too-large", f"body of {len(body)} bytes is over the {MAX_BODY_BYTES} byte limit")
+    oversized = _too_large(body)
+    if oversized is not None:
+        return oversized
     size_exceeded = h.get("x-ms-dynamics-msg-size-exceeded", "").lower() in ("true", "1")
     try:
         context = parse_context(body, size_exceeded=size_exceeded or None)
@@ -108,12 +125,15 @@ def dataverse_webhook(services: Services, headers: Mapping[str, str], params: Ma
 def marketo_webhook(services: Services, headers: Mapping[str, str], body: bytes) -> Reply:
     h = {k.lower(): v for k, v in headers.items()}
     settings = services.settings
-    if not settings.marketo_webhook_secret.get_secret_value():
-        return problem(401, "not-configured", "MARKETO_WEBHOOK_SECRET is not set: webhook calls are refused")
-    if not _secret_matches(settings.marketo_webhook_secret, h.get(settings.marketo_webhook_header.lower())):
-        return problem(401, "unauthorized", f"missing or wrong secret (header '{settings.marketo_webhook_header}')")
-    if len(body) > MAX_BODY_BYTES:
-        return problem(413, "too-large", f"body of {len(body)} bytes is over the {MAX_BODY_BYTES} byte limit")
+    header = settings.marketo_webhook_header
+    refused = _refused(
+        settings.marketo_webhook_secret, "MARKETO_WEBHOOK_SECRET", f"header '{header}'", (h.get(header.lower()),)
+    )
+    if refused is not None:
+        return refused
+    oversized = _too_large(body)
+    if oversized is not None:
+        return oversized
     try:
         payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
