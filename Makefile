@@ -18,7 +18,7 @@ node_modules/.installed: package.json
 
 ## Runs the product locally (simulated Dataverse and Marketo unless real tenants are configured).
 run: $(VENV)/.installed
-	$(PY) -m shared.localhost $(ARGS)
+	$(PY) -m local $(ARGS)
 
 ## Runs every check and every test; CI calls exactly this.
 test: $(VENV)/.installed node_modules/.installed lint typecheck infra-check unit

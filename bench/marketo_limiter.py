@@ -23,12 +23,12 @@ from dataclasses import dataclass
 
 import httpx
 
+from local.loopback import serve
+from local.simulators.marketo import LimitConfig, MarketoSimulator
+from local.simulators.marketo.simulator import SIM_CLIENT_ID, SIM_CLIENT_SECRET
 from shared.http.backoff import Backoff
-from shared.http.loopback import serve
 from shared.marketo.client import MarketoClient
 from shared.marketo.limiter import RateLimiter
-from shared.simulators.marketo import LimitConfig, MarketoSimulator
-from shared.simulators.marketo.harness import SIM_CLIENT_ID, SIM_CLIENT_SECRET
 
 TARGET_SHARE = 0.95
 

@@ -34,9 +34,9 @@ from typing import Any
 import httpx
 
 import function_app
+from local.host import HOST_JSON, Batching
+from local.stack import LocalStack
 from shared.core.values import read_dynamics_record, read_marketo_record
-from shared.localhost.host import HOST_JSON, Batching
-from shared.localhost.stack import LocalStack
 from shared.pipeline.reconcile import dataverse_select
 
 TOKEN = re.compile(rb"T\d{7}")

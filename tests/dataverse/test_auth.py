@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from local.simulators.dataverse import DataverseSimulator
 from shared.dataverse.auth import (
     AuthenticationFailed,
     AuthorityUnavailable,
@@ -19,7 +20,6 @@ from shared.dataverse.auth import (
     confidential_client,
 )
 from shared.dataverse.client import DataverseClient
-from shared.simulators.dataverse import DataverseSimulator
 from tests.dataverse.conftest import CLIENT_ID, SECRET, Env
 
 ORG = "https://contoso.crm.dynamics.com"

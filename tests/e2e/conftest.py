@@ -10,9 +10,9 @@ import pytest
 from pydantic import SecretStr
 
 import function_app
+from local.host import Batching
+from local.stack import IN_PROCESS_HOST, LocalStack
 from shared.dataverse.client import DataverseClient
-from shared.localhost.host import Batching
-from shared.localhost.stack import IN_PROCESS_HOST, LocalStack
 from shared.services import build_dataverse
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
+from local.simulators.dataverse.simulator import InjectedFault
 from shared.pipeline.reconcile import DELETED_FLAG_FIELD
-from shared.simulators.dataverse.simulator import InjectedFault
 from shared.store.model import ErrorStatus
 from tests.e2e.conftest import World
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from shared.localhost.broker import LocalBroker, LocalQueue
+from local.broker import LocalBroker, LocalQueue
 from shared.queueing import OutgoingMessage
 
 

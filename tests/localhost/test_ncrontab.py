@@ -4,7 +4,7 @@ from datetime import datetime
 
 import pytest
 
-from shared.localhost.ncrontab import Schedule, ScheduleError
+from local.ncrontab import Schedule, ScheduleError
 
 
 @pytest.mark.parametrize(

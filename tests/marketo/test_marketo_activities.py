@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from shared.marketo.models import Activity
-from shared.simulators.marketo.harness import Harness
+from tests.marketo_harness import Harness
 
 
 def _all(pages: object) -> list[Activity]:

@@ -5,8 +5,9 @@ import threading
 
 import pytest
 
+from local.simulators.marketo.simulator import SIM_CLIENT_SECRET
 from shared.errors import StopSync
-from shared.simulators.marketo.harness import SIM_CLIENT_SECRET, Harness, Mode, Switchboard, marketo_harness
+from tests.marketo_harness import Harness, Mode, Switchboard, marketo_harness
 
 IDENTITY = "POST /identity/oauth/token"
 

@@ -8,7 +8,7 @@ import pytest
 from shared.errors import SkipRecord
 from shared.marketo.bulk import import_files
 from shared.marketo.models import ImportState
-from shared.simulators.marketo.harness import Harness
+from tests.marketo_harness import Harness
 
 SUBMIT = "POST /bulk/v1/leads.json"
 

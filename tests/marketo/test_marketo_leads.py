@@ -6,7 +6,7 @@ import pytest
 
 from shared.errors import SkipRecord
 from shared.marketo.models import RecordStatus, SkipCode
-from shared.simulators.marketo.harness import Harness
+from tests.marketo_harness import Harness
 
 SYNC = "POST /rest/v1/leads.json"
 QUERY = "GET /rest/v1/leads.json"

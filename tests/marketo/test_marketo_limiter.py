@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from shared.marketo.limiter import RateLimiter
-from shared.simulators.marketo.harness import FakeClock
+from tests.marketo_harness import FakeClock
 
 
 def limiter(clock: FakeClock, **options: float) -> RateLimiter:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from shared.marketo.models import RecordStatus, SkipCode
-from shared.simulators.marketo.harness import Harness
+from tests.marketo_harness import Harness
 
 
 def test_companies_upsert_by_external_id_in_batches(h: Harness) -> None:

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from local.simulators.marketo import MarketoSimulator
 from shared.errors import QuotaExhausted, RetryLater, Throttled
 from shared.http.backoff import Backoff
 from shared.marketo.limiter import RateLimiter
-from shared.simulators.marketo import MarketoSimulator
-from shared.simulators.marketo.harness import FakeClock, Harness, Mode, Switchboard, marketo_harness
+from tests.marketo_harness import FakeClock, Harness, Mode, Switchboard, marketo_harness
 
 DESCRIBE = "GET /rest/v1/leads/describe.json"
 

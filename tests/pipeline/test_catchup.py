@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 import function_app
-from shared.localhost.host import Batching
-from shared.localhost.stack import LocalStack
+from local.host import Batching
+from local.stack import LocalStack
 from shared.pipeline.feeds import catch_up_dataverse, delta_checkpoint
 
 

@@ -17,10 +17,10 @@ import httpx
 import pytest
 
 import function_app
+from local.simulators.dataverse.schema import Column
+from local.stack import IN_PROCESS_HOST, LocalStack
 from shared.core.mapping import FieldState
-from shared.localhost.stack import IN_PROCESS_HOST, LocalStack
 from shared.pipeline import marketo_side, quicksync
-from shared.simulators.dataverse.schema import Column
 
 TIER_OPTIONS = {1: "Bronze", 2: "Silver", 3: "Gold"}
 

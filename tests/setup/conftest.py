@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from local.simulators.dataverse import CapturedWebhooks
+from local.tenants import SimulatedTenants
 from shared.core.mapping import SyncMapping, load_mapping
-from shared.localhost.tenants import SimulatedTenants
 from shared.settings import Settings
 from shared.setup.__main__ import main
-from shared.simulators.dataverse import CapturedWebhooks
 
 ROOT = Path(__file__).resolve().parents[2]
 DATAVERSE = "https://contoso.crm.dynamics.com"

@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
+from local.simulators.dataverse import CapturedWebhooks, DataverseSimulator
+from local.simulators.dataverse.odata import FilterError, compile_filter
 from shared.dataverse.batch import parse_batch_response
 from shared.dataverse.context import dumps_context, render_context
-from shared.simulators.dataverse import CapturedWebhooks, DataverseSimulator
-from shared.simulators.dataverse.odata import FilterError, compile_filter
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "dataverse"
 ORG = "https://contoso.crm.dynamics.com"

@@ -7,13 +7,13 @@ import json
 import httpx
 import pytest
 
+from local.loopback import serve
+from local.simulators.dataverse import CapturedWebhooks, DataverseSimulator
 from shared.dataverse.auth import BearerAuth, MsalTokenSource, build_confidential_client
 from shared.dataverse.batch import BatchOperation
 from shared.dataverse.client import DataverseClient
 from shared.dataverse.context import parse_context
 from shared.dataverse.values import EntityRef
-from shared.http.loopback import serve
-from shared.simulators.dataverse import CapturedWebhooks, DataverseSimulator
 
 ORG = "https://contoso.crm.dynamics.com"
 CLIENT_ID = "0c6f0d2a-0000-4000-8000-0000000000c1"

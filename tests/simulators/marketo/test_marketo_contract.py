@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.simulators.marketo.harness import SIM_CLIENT_ID, SIM_CLIENT_SECRET, Harness
+from local.simulators.marketo.simulator import SIM_CLIENT_ID, SIM_CLIENT_SECRET
+from tests.marketo_harness import Harness
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "marketo"
 # Documented as "present if applicable" (a field's max length exists only for sized types).

@@ -10,8 +10,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from shared.simulators.marketo import WebhookConfig
-from shared.simulators.marketo.harness import SIM_CLIENT_ID, SIM_CLIENT_SECRET, Harness
+from local.simulators.marketo import WebhookConfig
+from local.simulators.marketo.simulator import SIM_CLIENT_ID, SIM_CLIENT_SECRET
+from tests.marketo_harness import Harness
 
 DESCRIBE = "/rest/v1/leads/describe.json"
 
@@ -104,7 +105,7 @@ def test_faults_answer_as_marketo_does(h: Harness) -> None:
 
 
 def test_timeout_fault_raises_in_process(clock: Any) -> None:
-    from shared.simulators.marketo import MarketoSimulator
+    from local.simulators.marketo import MarketoSimulator
 
     sim = MarketoSimulator(clock=clock.time)
     sim.faults.inject("timeout")

@@ -1,6 +1,6 @@
 """A faithful, thread-safe Marketo Engage instance as an ``httpx`` handler (``Request -> Response``).
 
-Hand it to ``httpx.MockTransport`` in-process, or serve it on loopback with ``shared.http.loopback.serve``: the
+Hand it to ``httpx.MockTransport`` in-process, or serve it on loopback with ``local.loopback.serve``: the
 same code answers both. It serves the identity endpoint under ``/identity`` and the REST and bulk APIs on the
 real paths, with Marketo's envelopes, paging tokens, record-level results and error codes, and enforces the
 instance limits (100 calls per 20 s -> 606, 10 concurrent -> 615, daily quota -> 607, URI > 8 KB -> 414,
@@ -24,11 +24,11 @@ from urllib.parse import parse_qsl
 
 import httpx
 
-from shared.simulators.marketo import envelope
-from shared.simulators.marketo.bulk import ImportQueue, parse_multipart
-from shared.simulators.marketo.envelope import ApiError, RequestIds
-from shared.simulators.marketo.faults import HTTP_CODES, TIMEOUT, FaultPlan
-from shared.simulators.marketo.leads import (
+from local.simulators.marketo import envelope
+from local.simulators.marketo.bulk import ImportQueue, parse_multipart
+from local.simulators.marketo.envelope import ApiError, RequestIds
+from local.simulators.marketo.faults import HTTP_CODES, TIMEOUT, FaultPlan
+from local.simulators.marketo.leads import (
     API_SOURCE,
     CHANGE_DATA_VALUE,
     DELETE_LEAD,
@@ -38,8 +38,8 @@ from shared.simulators.marketo.leads import (
     decode_token,
     encode_token,
 )
-from shared.simulators.marketo.limits import LimitConfig, Limits
-from shared.simulators.marketo.objects import (
+from local.simulators.marketo.limits import LimitConfig, Limits
+from local.simulators.marketo.objects import (
     ObjectType,
     companies,
     custom_object,
@@ -47,7 +47,7 @@ from shared.simulators.marketo.objects import (
     opportunity_roles,
     sales_persons,
 )
-from shared.simulators.marketo.webhook import Sender, WebhookConfig, build_request
+from local.simulators.marketo.webhook import Sender, WebhookConfig, build_request
 
 MAX_URI = 8 * 1024
 MAX_BODY = 1024 * 1024
@@ -95,12 +95,16 @@ class Call:
 Handler = Callable[[Call], httpx.Response]
 
 
+SIM_CLIENT_ID = "sim-client"
+SIM_CLIENT_SECRET = "sim-secret"  # noqa: S105 - the simulator's own fake credential
+
+
 class MarketoSimulator:
     def __init__(
         self,
         *,
-        client_id: str = "sim-client",
-        client_secret: str = "sim-secret",  # noqa: S107 - the simulator's own fake credential
+        client_id: str = SIM_CLIENT_ID,
+        client_secret: str = SIM_CLIENT_SECRET,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         limits: LimitConfig | None = None,

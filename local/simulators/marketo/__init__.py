@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shared.simulators.marketo.limits import LimitConfig
-from shared.simulators.marketo.simulator import MarketoSimulator
-from shared.simulators.marketo.webhook import WebhookConfig, httpx_sender
+from local.simulators.marketo.limits import LimitConfig
+from local.simulators.marketo.simulator import MarketoSimulator
+from local.simulators.marketo.webhook import WebhookConfig, httpx_sender
 
 __all__ = ["LimitConfig", "MarketoSimulator", "WebhookConfig", "httpx_sender"]

@@ -18,14 +18,14 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from local.simulators.dataverse.schema import Column, Table
+from local.simulators.dataverse.simulator import DataverseSimulator
+from local.simulators.marketo.simulator import MarketoSimulator
+from local.simulators.marketo.webhook import WebhookConfig
 from shared.core.entities import MarketoObject
 from shared.core.mapping import SYNC_FILTER_COLUMN, FieldMapping, FieldType, SyncMapping
 from shared.pipeline.marketo_side import MARKETO_DATA_TYPES
 from shared.pipeline.reconcile import DELETED_FLAG_FIELD
-from shared.simulators.dataverse.schema import Column, Table
-from shared.simulators.dataverse.simulator import DataverseSimulator
-from shared.simulators.marketo.simulator import MarketoSimulator
-from shared.simulators.marketo.webhook import WebhookConfig
 
 SYNC_CLIENT_ID = "5ad1c0de-0000-4000-8000-00000000c11e"
 DEMO_CLIENT_ID = "de300000-0000-4000-8000-0000000ad310"  # an admin tool for the README walk-through, not the sync

@@ -15,9 +15,9 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
 
-from shared.simulators.marketo.envelope import ApiError
-from shared.simulators.marketo.fields import as_text
-from shared.simulators.marketo.leads import LeadStore
+from local.simulators.marketo.envelope import ApiError
+from local.simulators.marketo.fields import as_text
+from local.simulators.marketo.leads import LeadStore
 
 MAX_RUNNING = 2
 MAX_IN_SYSTEM = 10

@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.simulators.marketo.envelope import ApiError, skipped
-from shared.simulators.marketo.leads import iso_z
+from local.simulators.marketo.envelope import ApiError, skipped
+from local.simulators.marketo.leads import iso_z
 
 _CREATED = "2015-02-03T22:36:23Z"
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.simulators.marketo.envelope import ApiError, skipped
-from shared.simulators.marketo.fields import (
+from local.simulators.marketo.envelope import ApiError, skipped
+from local.simulators.marketo.fields import (
     DATA_TYPES,
     DEFAULT_RETURN_FIELDS,
     SEARCHABLE_TYPES,

@@ -25,9 +25,9 @@ import httpx
 from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
 
-from shared.http.loopback import LoopbackServer
-from shared.localhost.broker import Delivered, LocalBroker
-from shared.localhost.ncrontab import Schedule
+from local.broker import Delivered, LocalBroker
+from local.loopback import LoopbackServer
+from local.ncrontab import Schedule
 
 log = logging.getLogger("localhost")
 _SETTING = re.compile(r"^%([^%]+)%$")

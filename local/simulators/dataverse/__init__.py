@@ -1,5 +1,5 @@
 """A simulated Dataverse organisation (Web API, Entra authority, webhooks) as one ``httpx`` handler."""
 
-from shared.simulators.dataverse.simulator import CapturedWebhooks, DataverseSimulator, InjectedFault
+from local.simulators.dataverse.simulator import CapturedWebhooks, DataverseSimulator, InjectedFault
 
 __all__ = ["CapturedWebhooks", "DataverseSimulator", "InjectedFault"]

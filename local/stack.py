@@ -1,6 +1,6 @@
 """The whole product on one machine: simulated (or real) tenants, the local broker, SQLite state, the local host.
 
-Used by ``python -m shared.localhost`` (the README's first command) and by the end-to-end tests, which run the
+Used by ``python -m local`` (the README's first command) and by the end-to-end tests, which run the
 very same stack in-process (``in_process=True``: HTTP between the parts goes through httpx transports instead of
 loopback sockets, so a test is fast and needs no ports).
 """
@@ -16,11 +16,11 @@ from urllib.parse import urlparse
 import azure.functions as func
 import httpx
 
+from local.broker import LocalBroker
+from local.host import Batching, LocalHost
+from local.loopback import LoopbackServer
+from local.tenants import SimulatedTenants
 from shared.core.mapping import load_mapping
-from shared.http.loopback import LoopbackServer
-from shared.localhost.broker import LocalBroker
-from shared.localhost.host import Batching, LocalHost
-from shared.localhost.tenants import SimulatedTenants
 from shared.queueing import Pending
 from shared.services import ROOT, Services, build_dataverse, build_marketo, build_services, install
 from shared.settings import Settings

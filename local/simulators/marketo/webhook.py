@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import httpx
 from pydantic import SecretStr
 
-from shared.simulators.marketo.fields import as_text
-from shared.simulators.marketo.leads import LeadChangeNote
+from local.simulators.marketo.fields import as_text
+from local.simulators.marketo.leads import LeadChangeNote
 
 Sender = Callable[[str, Mapping[str, str], bytes], None]
 

@@ -32,12 +32,9 @@ from urllib.parse import unquote, urlencode
 
 import httpx
 
-from shared.dataverse.batch import boundary_of, parse_http_message, split_multipart
-from shared.dataverse.context import dumps_context, render_context
-from shared.dataverse.values import EntityRef, option
-from shared.simulators.dataverse.authority import AppRegistration, Authority
-from shared.simulators.dataverse.odata import FilterError, compile_filter
-from shared.simulators.dataverse.schema import (
+from local.simulators.dataverse.authority import AppRegistration, Authority
+from local.simulators.dataverse.odata import FilterError, compile_filter
+from local.simulators.dataverse.schema import (
     REGISTRATION_TABLES,
     SDK_MESSAGES,
     Column,
@@ -45,7 +42,10 @@ from shared.simulators.dataverse.schema import (
     default_tables,
     metadata_id,
 )
-from shared.simulators.dataverse.webhooks import Delivery, Sender, deliver, http_sender
+from local.simulators.dataverse.webhooks import Delivery, Sender, deliver, http_sender
+from shared.dataverse.batch import boundary_of, parse_http_message, split_multipart
+from shared.dataverse.context import dumps_context, render_context
+from shared.dataverse.values import EntityRef, option
 
 API = "/api/data/v9.2/"
 _ROUTE = re.compile(r"^(?P<set>[\w$]+)(?:\((?P<key>[^)]*)\))?(?:/(?P<rest>.*))?$")

@@ -1,4 +1,4 @@
-"""``python -m shared.localhost``: run the product here (the README's first command).
+"""``python -m local``: run the product here (the README's first command).
 
 By default against the built-in Dataverse and Marketo simulators on loopback; with ``SYNC_TARGET=live`` (and the
 tenant settings) against real ones. Prints where everything is and how to try it; Ctrl-C stops it.
@@ -13,7 +13,7 @@ import signal
 import threading
 
 import function_app
-from shared.localhost.stack import LocalStack
+from local.stack import LocalStack
 from shared.settings import Settings
 
 _SETTING_NAMES = {
@@ -24,7 +24,7 @@ _SETTING_NAMES = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m shared.localhost", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m local", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=7071, help="HTTP port of the function endpoints (default 7071)")
     parser.add_argument("--no-timers", action="store_true", help="do not fire the timer functions on schedule")
     parser.add_argument("--state", default=None, help="SQLite file for the state (default: in memory)")
