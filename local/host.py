@@ -163,7 +163,7 @@ class Batching:
         )
 
 
-HOST_JSON = Path(__file__).resolve().parents[2] / "host.json"
+HOST_JSON = Path(__file__).resolve().parents[1] / "host.json"
 
 
 class LocalHost:
