@@ -19,16 +19,17 @@ from typing import Any
 import httpx
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
-from shared.core.mapping import SyncMapping, load_mapping
+from shared.core.mapping import SyncMapping
 from shared.dataverse.auth import BearerAuth, MsalTokenSource, confidential_client
 from shared.dataverse.client import DataverseClient
-from shared.errors import Conflict, SyncError
+from shared.errors import SyncError
 from shared.marketo.client import MarketoClient
 from shared.marketo.limiter import RateLimiter
 from shared.pipeline.reconcile import Reconciler
 from shared.queueing import QueueObserver, QueueSender, ServiceBusObserver, ServiceBusQueueSender
 from shared.settings import Settings, get_settings
-from shared.store.base import MAPPING_DOCUMENT, StateStore
+from shared.store.base import StateStore
+from shared.store.mapping import MappingRepository
 from shared.store.sqlite import sqlite_store
 from shared.store.tables import TableRows, table_store
 
@@ -66,13 +67,16 @@ class Services:
         assert self._mapping is not None
         return self._mapping
 
+    @property
+    def mappings(self) -> MappingRepository:
+        """The stored mapping document: every change to the mapping goes through it."""
+        return MappingRepository(self.store, lambda: mapping_file_text(self.settings))
+
     def _refresh_mapping(self) -> None:
-        stored = self.store.get_document(MAPPING_DOCUMENT)
-        if stored is not None and stored[1] == self._mapping_etag and self._mapping is not None:
+        if self._mapping is not None and self._mapping_etag is not None and self.mappings.etag() == self._mapping_etag:
             return
-        self._mapping = load_stored_mapping(self.store, self.settings)
-        current = self.store.get_document(MAPPING_DOCUMENT)
-        self._mapping_etag = current[1] if current is not None else None
+        stored = self.mappings.load()
+        self._mapping, self._mapping_etag = stored.mapping, stored.etag
 
     def reload_mapping(self) -> SyncMapping:
         with self._lock:
@@ -112,21 +116,14 @@ class Services:
         )
 
 
-def load_stored_mapping(store: StateStore, settings: Settings) -> SyncMapping:
-    stored = store.get_document(MAPPING_DOCUMENT)
-    if stored is not None:
-        return load_mapping(stored[0])
+def mapping_file_text(settings: Settings) -> str:
+    """The mapping the app ships with (``SYNC_MAPPING_FILE``): seeds the stored document on first start."""
     path = Path(settings.mapping_file)
-    text = (path if path.is_absolute() else ROOT / path).read_text()
-    mapping = load_mapping(text)
-    try:
-        store.save_document(MAPPING_DOCUMENT, text, None)
-    except Conflict:  # another instance seeded it first: use theirs
-        stored = store.get_document(MAPPING_DOCUMENT)
-        if stored is None:
-            raise
-        return load_mapping(stored[0])
-    return mapping
+    return (path if path.is_absolute() else ROOT / path).read_text()
+
+
+def load_stored_mapping(store: StateStore, settings: Settings) -> SyncMapping:
+    return MappingRepository(store, lambda: mapping_file_text(settings)).load().mapping
 
 
 def marketo_limiter(settings: Settings) -> RateLimiter:

@@ -3,6 +3,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests judge rules, not speed: on a loaded 2-core machine a slow draw or example is not a failure.
+settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("suite")
 
 
 @pytest.fixture(scope="session")
@@ -13,6 +18,6 @@ def app_functions() -> dict[str, Any]:
     function name"), so every test that inspects bindings shares this one session-wide result.
     """
     import function_app
-    from shared.localhost.host import registered_functions
+    from local.host import registered_functions
 
     return {str(f.get_function_name()): f for f in registered_functions(function_app.app)}

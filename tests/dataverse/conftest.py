@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
+from local.loopback import serve
+from local.simulators.dataverse import CapturedWebhooks, DataverseSimulator
 from shared.dataverse.auth import BearerAuth, MsalTokenSource, build_confidential_client
 from shared.dataverse.client import DataverseClient
 from shared.http.backoff import Backoff
-from shared.http.loopback import serve
-from shared.simulators.dataverse import CapturedWebhooks, DataverseSimulator
 
 CLIENT_ID = "5a1f7c2e-0000-4000-8000-00000000c11e"
 SECRET = "Sup3r~Secret.Value_never-logged"
@@ -65,9 +65,9 @@ class Env:
     authority_transport: httpx.BaseTransport
     api_transport: httpx.BaseTransport
 
-    def new_client(self, **kwargs: object) -> DataverseClient:
+    def new_client(self, http: httpx.Client | None = None, **kwargs: object) -> DataverseClient:
         return DataverseClient(
-            self.http,
+            http or self.http,
             self.org_url,
             backoff=kwargs.pop("backoff", Backoff(base=0.5, cap=8, budget=60, max_attempts=5)),  # type: ignore[arg-type]
             sleep=self.clock.sleep,
@@ -78,8 +78,19 @@ class Env:
 
     @property
     def timeout_delay(self) -> float:
-        """How long an injected timeout hangs: nothing in-process, just past the read timeout over loopback."""
-        return 0.0 if self.mode == "in-process" else 0.45
+        """How long an injected timeout hangs: nothing in-process; over loopback well past :data:`SHORT_READ`, so
+        a loaded machine still sees the timeout (the other tests keep a generous read timeout)."""
+        return 0.0 if self.mode == "in-process" else SHORT_READ * 5
+
+    def impatient_client(self) -> DataverseClient:
+        """A client whose reads time out after :data:`SHORT_READ` seconds: for the tests that inject timeouts."""
+        timeout = httpx.Timeout(5.0, read=SHORT_READ)
+        return self.new_client(
+            httpx.Client(transport=self.api_transport, auth=BearerAuth(self.tokens), timeout=timeout)
+        )
+
+
+SHORT_READ = 0.3
 
 
 def _build(mode: str, sim: DataverseSimulator, clock: FakeClock, webhooks: CapturedWebhooks, base: str | None) -> Env:
@@ -99,7 +110,7 @@ def _build(mode: str, sim: DataverseSimulator, clock: FakeClock, webhooks: Captu
         http_client=httpx.Client(transport=authority_transport),
     )
     tokens = MsalTokenSource(app, org_url, secret=SECRET)
-    http = httpx.Client(transport=api_transport, auth=BearerAuth(tokens), timeout=httpx.Timeout(5.0, read=0.3))
+    http = httpx.Client(transport=api_transport, auth=BearerAuth(tokens), timeout=httpx.Timeout(10.0))
     env = Env(mode, sim, clock, org_url, app_user, tokens, http, None, webhooks, authority_transport, api_transport)  # type: ignore[arg-type]
     env.client = env.new_client()
     return env

@@ -251,7 +251,7 @@ def test_create_is_not_retried_after_a_5xx(env: Env) -> None:
 
 def test_timeouts_are_retried(env: Env) -> None:
     env.sim.inject(kind="timeout", delay=env.timeout_delay, path_contains="WhoAmI")
-    assert env.client.whoami().user_id == env.app_user
+    assert env.impatient_client().whoami().user_id == env.app_user
     assert len(env.clock.sleeps) == 1
 
 
