@@ -55,11 +55,15 @@ class LocalQueue:
         max_delivery_count: int = 10,
         duplicate_window: timedelta = timedelta(minutes=10),
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``clock`` paces locks, retries and waits; ``wall`` is the time a ``scheduled_at`` is measured from
+        (tests inject both to move time without sleeping)."""
         self.name = name
         self.max_delivery_count = max_delivery_count
         self.duplicate_window = duplicate_window.total_seconds()
         self._clock = clock
+        self._wall = wall
         self._ready: list[_Entry] = []
         self._locked: dict[int, _Entry] = {}
         self._seen: dict[str, float] = {}
@@ -81,8 +85,8 @@ class LocalQueue:
                 self._seen[message.message_id] = now
                 delay = 0.0
                 if message.scheduled_at is not None:
-                    delay = max(0.0, (message.scheduled_at - datetime.now(UTC)).total_seconds())
-                entry = _Entry(now + delay, next(self._sequence), message, datetime.now(UTC))
+                    delay = max(0.0, (message.scheduled_at - self._wall()).total_seconds())
+                entry = _Entry(now + delay, next(self._sequence), message, self._wall())
                 heapq.heappush(self._ready, entry)
             self._forget_old(now)
             self._cond.notify_all()
@@ -162,7 +166,7 @@ class LocalQueue:
                             "MaxDeliveryCountExceeded",
                             f"Message could not be consumed after {entry.delivery_count} delivery attempts: {reason}",
                             entry.delivery_count,
-                            datetime.now(UTC),
+                            self._wall(),
                         )
                     )
                     continue

@@ -264,7 +264,6 @@ def test_a_throttled_dataverse_is_recovered_without_loss(world: World) -> None:
 
 
 def test_a_record_level_failure_is_a_sync_error_and_the_rest_still_syncs(world: World) -> None:
-    world.update_mapping = None  # type: ignore[attr-defined]
     ok_id = world.create("lead", **ADA)
     bad_id = world.create("lead", firstname="Bob", lastname="Bad", emailaddress1="bob@example.com", jobtitle="x" * 300)
     world.settle()

@@ -45,19 +45,37 @@ def test_at_the_max_delivery_count_a_message_is_dead_lettered_with_the_reason() 
     q.send([msg("a")])
     for _ in range(3):
         q.abandon(q.receive(1, timeout=0.1), reason="RetryLater: Marketo 606")
-    assert q.receive(1, timeout=0.05) == []
+    assert q.receive(1, timeout=0) == []
     (dead,) = q.dead_letters
     assert dead.reason == "MaxDeliveryCountExceeded"
     assert "Marketo 606" in dead.description
     assert dead.delivery_count == 3
 
 
+class Clock:
+    """Monotonic seconds and wall time that move together, only when the test says so."""
+
+    def __init__(self) -> None:
+        self.seconds = 1000.0
+        self.start = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> float:
+        return self.seconds
+
+    def wall(self) -> datetime:
+        return self.start + timedelta(seconds=self.seconds - 1000.0)
+
+
 def test_a_scheduled_message_waits_for_its_time() -> None:
-    q = LocalQueue("q")
-    q.send([msg("later", scheduled_at=datetime.now(UTC) + timedelta(seconds=0.3))])
-    assert q.receive(1, timeout=0.05) == []
+    clock = Clock()
+    q = LocalQueue("q", clock=clock, wall=clock.wall)
+    q.send([msg("later", scheduled_at=clock.wall() + timedelta(seconds=30))])
+    assert q.receive(1, timeout=0) == []
+    clock.seconds += 29.9
+    assert q.receive(1, timeout=0) == []
     assert len(q.peek()) == 1
-    got = q.receive(1, timeout=2)
+    clock.seconds += 0.1
+    got = q.receive(1, timeout=0)
     assert [d.message.message_id for d in got] == ["later"]
 
 

@@ -54,6 +54,7 @@ def test_concurrency_is_capped_across_threads() -> None:
     peak = 0
     lock = threading.Lock()
     release = threading.Event()
+    entered = threading.Semaphore(0)
 
     def work() -> None:
         nonlocal inside, peak
@@ -61,17 +62,16 @@ def test_concurrency_is_capped_across_threads() -> None:
             with lock:
                 inside += 1
                 peak = max(peak, inside)
-            release.wait(timeout=2)
+            entered.release()
+            release.wait(timeout=60)
             with lock:
                 inside -= 1
 
     threads = [threading.Thread(target=work) for _ in range(8)]
     for thread in threads:
         thread.start()
-    for _ in range(100):
-        if rl.stats().in_flight == 3:
-            break
-        threading.Event().wait(0.005)
+    for _ in range(3):  # woken by the threads themselves: no polling budget for a loaded machine to miss
+        assert entered.acquire(timeout=60)
     assert rl.stats().in_flight == 3
     release.set()
     for thread in threads:
