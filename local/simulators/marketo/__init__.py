@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from local.simulators.marketo.limits import LimitConfig
 from local.simulators.marketo.simulator import MarketoSimulator
-from local.simulators.marketo.webhook import WebhookConfig, httpx_sender
+from local.simulators.marketo.webhook import WebhookConfig
 
-__all__ = ["LimitConfig", "MarketoSimulator", "WebhookConfig", "httpx_sender"]
+__all__ = ["LimitConfig", "MarketoSimulator", "WebhookConfig"]

@@ -10,9 +10,6 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
-from email.message import EmailMessage
-from email.parser import BytesParser
-from email.policy import HTTP
 from typing import Any
 
 from local.simulators.marketo.envelope import ApiError
@@ -59,23 +56,6 @@ class ImportJob:
         for row, reason in rows:
             writer.writerow([*(row.get(column, "") for column in self.columns), reason])
         return buffer.getvalue()
-
-
-def parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
-    """``name -> (filename, content)`` for each part of a multipart/form-data body."""
-    if not content_type.lower().startswith("multipart/form-data"):
-        raise ApiError("612", "Invalid Content Type: multipart/form-data expected")
-    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
-    if not isinstance(message, EmailMessage) or not message.is_multipart():
-        raise ApiError("613")
-    parts: dict[str, tuple[str | None, bytes]] = {}
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if not isinstance(name, str):
-            continue
-        payload = part.get_payload(decode=True)
-        parts[name] = (part.get_filename(), payload if isinstance(payload, bytes) else b"")
-    return parts
 
 
 @dataclass

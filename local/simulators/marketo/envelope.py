@@ -1,17 +1,26 @@
-"""Marketo's JSON envelope: ``requestId``, ``success``, then ``result`` or ``errors`` (HTTP 200 either way)."""
+"""Marketo's JSON envelope: ``requestId``, ``success``, then ``result`` or ``errors`` (HTTP 200 either way).
+
+Every JSON answer carries ``Content-Type: application/json;charset=UTF-8``, as Marketo's (a Java servlet's)
+do: clients that check the media type, or decode by the declared charset, see what they would in production.
+"""
 
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from typing import Any
 
 import httpx
 
+JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
+CSV_CONTENT_TYPE = "text/csv;charset=UTF-8"
+
 ERROR_MESSAGES = {
     "601": "Access token invalid",
     "602": "Access token expired",
     "604": "Request timed out",
+    "605": "HTTP Method not supported",
     "606": "Max rate limit '100' exceeded with in '20' secs",
     "607": "Daily quota reached",
     "608": "API Temporarily Unavailable",
@@ -30,6 +39,8 @@ ERROR_MESSAGES = {
     "1005": "Lead already exists",
     "1006": "Field not found",
     "1007": "Multiple leads match the lookup criteria",
+    "1011": "Field not supported",
+    "1013": "Object not found",
     "1016": "Too many imports",
 }
 
@@ -47,19 +58,23 @@ class RequestIds:
         return f"{number:x}#{int(now * 1000):x}"
 
 
+def json_response(status: int, body: Any) -> httpx.Response:
+    """A JSON answer (UTF-8, non-ASCII kept as is) with Marketo's content type."""
+    content = json.dumps(body, ensure_ascii=False).encode()
+    return httpx.Response(status, content=content, headers={"content-type": JSON_CONTENT_TYPE})
+
+
 def ok(request_id: str, result: list[Any] | None = None, **extra: Any) -> httpx.Response:
     body: dict[str, Any] = {"requestId": request_id, "success": True}
     if result is not None:
         body["result"] = result
     body.update(extra)
-    return httpx.Response(200, json=body)
+    return json_response(200, body)
 
 
 def error(request_id: str, code: str, message: str | None = None) -> httpx.Response:
     text = message or ERROR_MESSAGES.get(code, "Error")
-    return httpx.Response(
-        200, json={"requestId": request_id, "success": False, "errors": [{"code": code, "message": text}]}
-    )
+    return json_response(200, {"requestId": request_id, "success": False, "errors": [{"code": code, "message": text}]})
 
 
 def http_error(status: int, text: str) -> httpx.Response:

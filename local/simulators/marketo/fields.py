@@ -29,6 +29,19 @@ class FieldDef:
         row["soap"] = {"name": self.name[:1].upper() + self.name[1:], "readOnly": self.read_only}
         return row
 
+    def describe2(self) -> dict[str, Any]:
+        """One ``fields`` row of ``/rest/v1/leads/describe2.json`` (the endpoint reference's LeadAttribute2)."""
+        row: dict[str, Any] = {"name": self.name, "displayName": self.display_name, "dataType": self.data_type}
+        if self.length is not None:
+            row["length"] = self.length
+        row.update(updateable=not self.read_only, crmManaged=False)
+        return row
+
+    @property
+    def searchable(self) -> bool:
+        """Usable as ``filterType`` (Get Leads by Filter Type) and ``lookupField`` (Sync Leads)."""
+        return self.data_type in SEARCHABLE_TYPES and self.name not in UNSUPPORTED_KEYS
+
     def schema(self) -> dict[str, Any]:
         """One row of ``/rest/v1/leads/schema/fields.json``."""
         row: dict[str, Any] = {
@@ -82,6 +95,9 @@ _STANDARD: tuple[tuple[str, str, str, int | None, bool], ...] = (
 
 DEFAULT_RETURN_FIELDS = ("id", "updatedAt", "lastName", "email", "createdAt", "firstName")
 SEARCHABLE_TYPES = frozenset({"string", "email", "integer", "phone"})
+# Standard fields Marketo refuses as filterType or lookupField: 1011 "Field not supported" (the error-codes page
+# names firstName and lastName as examples).
+UNSUPPORTED_KEYS = frozenset({"firstName", "lastName"})
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 DATA_TYPES = frozenset(
     {"string", "text", "integer", "float", "currency", "boolean", "date", "datetime", "email", "phone", "url", "score"}

@@ -18,7 +18,6 @@ from local.simulators.marketo.envelope import ApiError, skipped
 from local.simulators.marketo.fields import (
     DATA_TYPES,
     DEFAULT_RETURN_FIELDS,
-    SEARCHABLE_TYPES,
     FieldDef,
     InvalidValue,
     as_text,
@@ -47,10 +46,6 @@ class LeadChangeNote:
 
 def iso_z(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def iso_activity(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
 
 
 def encode_token(kind: str, value: int) -> str:
@@ -83,6 +78,25 @@ class LeadStore:
 
     def describe(self) -> list[dict[str, Any]]:
         return [f.describe() for f in self.fields.values()]
+
+    def describe2(self) -> list[dict[str, Any]]:
+        searchable = [[f.name] for f in self.fields.values() if f.searchable]
+        return [
+            {
+                "name": "API Lead",
+                "searchableFields": searchable,
+                "fields": [f.describe2() for f in self.fields.values()],
+            }
+        ]
+
+    def key_field(self, name: str, role: str) -> FieldDef:
+        """The field a query filters on or a sync matches on: 1003 if unknown, 1011 if Marketo refuses it."""
+        definition = self.fields.get(name)
+        if definition is None:
+            raise ApiError("1003", f"Invalid {role} '{name}'")
+        if not definition.searchable:
+            raise ApiError("1011", f"Field '{name}' not supported")
+        return definition
 
     def schema(self) -> list[dict[str, Any]]:
         return [f.schema() for f in self.fields.values()]
@@ -119,9 +133,7 @@ class LeadStore:
     def query(
         self, filter_type: str, values: Sequence[str], fields: Sequence[str] | None, batch_size: int, token: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
-        definition = self.fields.get(filter_type)
-        if definition is None or definition.data_type not in SEARCHABLE_TYPES:
-            raise ApiError("1003", f"Invalid filterType '{filter_type}'")
+        definition = self.key_field(filter_type, "filterType")
         if len(values) > 300:
             raise ApiError("1003", "Too many filter values, maximum is 300")
         for name in fields or ():
@@ -150,9 +162,7 @@ class LeadStore:
     ) -> list[dict[str, Any]]:
         if action not in ("createOrUpdate", "createOnly", "updateOnly", "createDuplicate"):
             raise ApiError("1003", f"Invalid action '{action}'")
-        lookup = self.fields.get(lookup_field)
-        if lookup is None or lookup.data_type not in SEARCHABLE_TYPES:
-            raise ApiError("1003", f"Invalid lookupField '{lookup_field}'")
+        lookup = self.key_field(lookup_field, "lookupField")
         if lookup_field == "id" and action != "updateOnly":
             raise ApiError("1003", "lookupField 'id' is only valid with action updateOnly")
         return [self.upsert(record, action, lookup, source=source, reason=reason) for record in records]
@@ -273,7 +283,9 @@ class LeadStore:
             "id": activity_id,
             "marketoGUID": str(activity_id),
             "leadId": lead_id,
-            "activityDate": iso_activity(now),
+            # UTC with "Z": the activities page's current samples, and what marketorestpython's untilDatetime
+            # filter parses (older samples show "+0000"; the product reads both).
+            "activityDate": iso_z(now),
             "activityTypeId": type_id,
         }
         if primary is not None and type_id == DELETE_LEAD:

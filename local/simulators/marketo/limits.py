@@ -66,11 +66,6 @@ class Limits:
             bisect.insort(self.arrivals, now)
             return None
 
-    @property
-    def used_today(self) -> int:
-        with self._lock:
-            return self._day_count
-
     def max_in_any_window(self, window: float | None = None) -> int:
         """The most accepted calls any sliding window of ``window`` seconds (default: the configured) held."""
         span = self.config.window if window is None else window

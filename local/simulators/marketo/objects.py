@@ -1,8 +1,9 @@
 """Companies, opportunities, opportunity roles, sales persons and custom objects: one generic keyed store.
 
 They share Marketo's lead-database object pattern: ``describe`` (idField, dedupeFields, searchableFields,
-fields), ``action`` createOnly/updateOnly/createOrUpdate with ``dedupeBy`` dedupeFields/idField, results
-with ``seq`` in input order.
+fields), ``action`` createOnly/updateOnly/createOrUpdate with ``dedupeBy`` dedupeFields/idField, delete with
+``deleteBy`` (1013 for a record not found), queries by ``dedupeFields``, ``idField`` or a searchable field;
+results carry ``seq``, the position of the input record (or query criterion) they answer.
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ class ObjectType:
     records: dict[Any, dict[str, Any]] = field(default_factory=dict)
     _next_id: int = 1
 
+    @property
+    def searchable_fields(self) -> list[list[str]]:
+        return self.searchable or [list(self.dedupe_fields), [self.id_field]]
+
     def field_map(self) -> dict[str, ObjField]:
         return {f.name: f for f in self.fields}
 
@@ -78,7 +83,7 @@ class ObjectType:
             updatedAt=_CREATED,
             idField=self.id_field,
             dedupeFields=list(self.dedupe_fields),
-            searchableFields=self.searchable or [list(self.dedupe_fields), [self.id_field]],
+            searchableFields=self.searchable_fields,
         )
         if self.relationships is not None:
             out["relationships"] = self.relationships
@@ -149,23 +154,54 @@ class ObjectType:
         self.records[ident] = {**record, self.id_field: ident, "createdAt": iso_z(now), "updatedAt": iso_z(now)}
         return ident
 
-    def query(self, filter_type: str, values: Sequence[str], fields: Sequence[str] | None) -> list[dict[str, Any]]:
+    def key_fields(self, filter_type: str) -> tuple[str, ...]:
+        """The fields a ``filterType`` names: ``dedupeFields``, ``idField`` or one of ``searchableFields``."""
         if filter_type == "dedupeFields":
-            if len(self.dedupe_fields) != 1:
-                raise ApiError("1003", "Compound keys need POST with _method=GET")
-            filter_type = self.dedupe_fields[0]
-        elif filter_type == "idField":
-            filter_type = self.id_field
-        if filter_type not in self.field_map():
-            raise ApiError("1003", f"Invalid filterType '{filter_type}'")
-        wanted = set(values)
+            return self.dedupe_fields
+        if filter_type == "idField":
+            return (self.id_field,)
+        if [filter_type] in self.searchable_fields:
+            return (filter_type,)
+        raise ApiError("1003", f"Invalid filterType '{filter_type}'")
+
+    def search(
+        self, keys: Sequence[str], criteria: Sequence[Mapping[str, Any]], fields: Sequence[str] | None
+    ) -> list[dict[str, Any]]:
+        """Records matching any criterion (each maps every key field to a value); ``seq`` is the criterion's
+        position, as in the custom-objects page's samples. Values compare as text (query strings carry text)."""
+        known = self.field_map()
+        for name in fields or ():
+            if name not in known:
+                raise ApiError("1006", f"Field '{name}' not found")
+        names = list(fields) if fields else [self.id_field, *self.dedupe_fields, "createdAt", "updatedAt"]
         rows: list[dict[str, Any]] = []
-        for stored in self.records.values():
-            if str(stored.get(filter_type)) in wanted:
-                names = list(fields) if fields else [self.id_field, *self.dedupe_fields, "createdAt", "updatedAt"]
-                row = {name: stored[name] for name in names if stored.get(name) is not None}
-                rows.append({"seq": len(rows), **row})
+        for seq, criterion in enumerate(criteria):
+            missing = [key for key in keys if criterion.get(key) in (None, "")]
+            if missing:
+                raise ApiError("1003", f"Value for required field '{missing[0]}' not specified")
+            wanted = tuple(str(criterion[key]) for key in keys)
+            for stored in self.records.values():
+                if tuple(str(stored.get(key)) for key in keys) == wanted:
+                    rows.append({"seq": seq, **{name: stored[name] for name in names if stored.get(name) is not None}})
         return rows
+
+    def delete(self, delete_by: str, items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Delete by ``dedupeFields`` (default) or ``idField``; an unknown record is skipped with 1013."""
+        if delete_by not in ("dedupeFields", "idField"):
+            raise ApiError("1003", f"Invalid deleteBy '{delete_by}'")
+        results: list[dict[str, Any]] = []
+        for seq, record in enumerate(items):
+            ident = self._find(record, delete_by)
+            if ident is None:
+                results.append(skipped("1013", seq=seq))
+                continue
+            del self.records[ident]
+            results.append({"seq": seq, self.id_field: ident, "status": "deleted"})
+        return results
+
+    def summary(self) -> dict[str, Any]:
+        """A row of the custom object list (``GET /rest/v1/customobjects.json``): the describe without fields."""
+        return {key: value for key, value in self.describe().items() if key != "fields"}
 
 
 def companies() -> ObjectType:

@@ -12,7 +12,6 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import httpx
 from pydantic import SecretStr
 
 from local.simulators.marketo.fields import as_text
@@ -48,12 +47,3 @@ def payload(note: LeadChangeNote) -> dict[str, object]:
 def build_request(config: WebhookConfig, note: LeadChangeNote) -> tuple[str, dict[str, str], bytes]:
     headers = {"content-type": "application/json", config.header: config.secret.get_secret_value()}
     return config.url, headers, json.dumps(payload(note)).encode()
-
-
-def httpx_sender(client: httpx.Client, *, timeout: float = 30.0) -> Sender:
-    """A sender that really POSTs (through ``client``, e.g. to a loopback-served function host)."""
-
-    def send(url: str, headers: Mapping[str, str], body: bytes) -> None:
-        client.post(url, headers=dict(headers), content=body, timeout=timeout)
-
-    return send

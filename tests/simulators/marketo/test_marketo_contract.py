@@ -17,9 +17,12 @@ FIXTURES = Path(__file__).parents[2] / "fixtures" / "marketo"
 OPTIONAL_KEYS = frozenset({"length"})
 
 
+ADOBE_DOCS = ("https://experienceleague.adobe.com/", "https://developer.adobe.com/marketo-apis/")
+
+
 def doc(name: str) -> Any:
     recorded = json.loads((FIXTURES / name).read_text())
-    assert recorded["_source"].startswith("https://experienceleague.adobe.com/")
+    assert recorded["_source"].startswith(ADOBE_DOCS)
     return recorded["response"]
 
 
@@ -95,14 +98,26 @@ def test_error_envelope(h: Harness) -> None:
 
 
 def test_leads(raw: Raw) -> None:
-    people = [{"email": f"{n}@usa.gov", "firstName": n.title(), "lastName": "X"} for n in ("abe", "george")]
+    people = [
+        {"email": f"{n}@usa.gov", "firstName": n.title(), "lastName": "X", "postalCode": "04828"}
+        for n in ("abe", "george")
+    ]
     created = raw.post("/rest/v1/leads.json", {"action": "createOnly", "lookupField": "email", "input": people})
     assert_shape(doc("sync_leads_created.json"), created.json())
     mixed = raw.post("/rest/v1/leads.json", {"action": "createOnly", "input": [{"email": "new@x.com"}, people[0]]})
     assert_shape(doc("sync_leads_skipped.json"), mixed.json())
     found = raw.get("/rest/v1/leads.json", filterType="email", filterValues="abe@usa.gov,george@usa.gov")
     assert_shape(doc("leads_by_filter.json"), found.json())
+    first_page = raw.get(
+        "/rest/v1/leads.json",
+        filterType="email",
+        filterValues="abe@usa.gov,george@usa.gov",
+        fields="id,email,firstName,postalCode",
+        batchSize="1",
+    )
+    assert_shape(doc("leads_page_with_next_page_token.json"), first_page.json())
     assert_shape(doc("leads_describe.json"), raw.get("/rest/v1/leads/describe.json").json())
+    assert_shape(doc("leads_describe2.json"), raw.get("/rest/v1/leads/describe2.json").json())
     assert_shape(doc("lead_schema_fields.json"), raw.get("/rest/v1/leads/schema/fields.json").json())
     fields = [{"displayName": "Acme Access Code", "name": "acmeAccessCode", "dataType": "string"}]
     assert_shape(
