@@ -37,7 +37,7 @@ import function_app
 from local.host import HOST_JSON, Batching
 from local.stack import LocalStack
 from shared.core.values import read_dynamics_record, read_marketo_record
-from shared.pipeline.reconcile import dataverse_select
+from shared.pipeline.dataverse_side import dataverse_select
 
 TOKEN = re.compile(rb"T\d{7}")
 PERSON_PATHS = ("/rest/v1/leads.json",)

@@ -1,4 +1,5 @@
-"""Thin triggers: parse the input, call ``shared``, map errors to responses. One blueprint per trigger family."""
+"""Thin triggers: parse the input, call ``shared`` with the ports it uses, render the value or map the error
+(``functions.http``). One blueprint per trigger family."""
 
 from __future__ import annotations
 

@@ -23,7 +23,12 @@ def reconcile(messages: list[func.ServiceBusMessage]) -> None:
     """Raises only when the whole batch must be retried (a service is throttled or down): Service Bus then
     redelivers it, and dead-letters it after the queue's max delivery count."""
     svc = services()
-    batch = dequeue.read_batch(svc, [(m.message_id, m.get_body(), m.delivery_count) for m in messages])
+    batch = dequeue.read_batch(
+        [(m.message_id, m.get_body(), m.delivery_count) for m in messages],
+        mapping=svc.mapping,
+        sync_user_id=svc.known_sync_user_id,
+        store=svc.store,
+    )
     report = svc.reconciler().run(batch.notifications)
     log.info(
         "reconciled %d notification(s): %d decision(s), %d error(s), %d requeued, %d ignored",

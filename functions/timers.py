@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 @bp.timer_trigger(arg_name="timer", schedule="%MARKETO_FEED_SCHEDULE%", run_on_startup=False)
 def marketo_feed(timer: func.TimerRequest) -> None:
-    report = feeds.read_marketo_feed(services())
+    svc = services()
+    report = feeds.read_marketo_feed(svc.store, svc.marketo, svc.mapping, svc.changes)
     log.info(
         "Marketo feed: %d queued, %d echoes skipped, %d unlinked, %d persons deleted in Marketo let go",
         report.queued,
@@ -27,5 +28,6 @@ def marketo_feed(timer: func.TimerRequest) -> None:
 
 @bp.timer_trigger(arg_name="timer", schedule="%DATAVERSE_CATCHUP_SCHEDULE%", run_on_startup=False)
 def dataverse_catchup(timer: func.TimerRequest) -> None:
-    report = feeds.catch_up_dataverse(services())
+    svc = services()
+    report = feeds.catch_up_dataverse(svc.store, svc.dataverse, svc.mapping, svc.changes)
     log.info("Dataverse catch-up: %d queued (%s), %d in sync", report.queued, report.details, report.echoes)

@@ -1,8 +1,9 @@
 """The composition root: builds the clients, store, queue and mapping once per process from the settings.
 
-Functions call :func:`services`; they never build a client themselves or know which host runs them. The local
-host and the tests :func:`install` their own (simulators, the local broker, SQLite); in Azure the same code
-builds the real ones from app settings on first use.
+Functions call :func:`services` and hand the pipeline the ports it uses (the store, a client, the mapping, the
+changes queue); they never build a client themselves or know which host runs them. The local host and the tests
+:func:`install` their own (simulators, the local broker, SQLite); in Azure the same code builds the real ones
+from app settings on first use. Nothing under ``shared.pipeline`` imports this module.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from shared.dataverse.client import DataverseClient
 from shared.errors import SyncError
 from shared.marketo.client import MarketoClient
 from shared.marketo.limiter import RateLimiter
+from shared.pipeline.ports import ChangesQueue, LiveMapping
 from shared.pipeline.reconcile import Reconciler
 from shared.queueing import QueueObserver, QueueSender, ServiceBusObserver, ServiceBusQueueSender
 from shared.settings import Settings, get_settings
@@ -72,6 +74,16 @@ class Services:
         """The stored mapping document: every change to the mapping goes through it."""
         return MappingRepository(self.store, lambda: mapping_file_text(self.settings))
 
+    @property
+    def live_mapping(self) -> LiveMapping:
+        """The mapping document for code that edits it: its changes refresh this process's copy at once."""
+        return LiveMapping(self.mappings, self.reload_mapping)
+
+    @property
+    def changes(self) -> ChangesQueue:
+        """The queue notifications wait on for the reconcile function (``SYNC_CHANGES_QUEUE``)."""
+        return ChangesQueue(self.queue, self.settings.changes_queue)
+
     def _refresh_mapping(self) -> None:
         if self._mapping is not None and self._mapping_etag is not None and self.mappings.etag() == self._mapping_etag:
             return
@@ -113,6 +125,7 @@ class Services:
             self.settings.changes_queue,
             pause_delay=timedelta(seconds=self.settings.pause_recheck_seconds),
             on_mapping_change=self.reload_mapping,
+            mappings=self.mappings,
         )
 
 

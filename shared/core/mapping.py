@@ -20,6 +20,10 @@ from shared.core.entities import Direction, EntityRule, MarketoObject, rule_for
 SYNC_FILTER_COLUMN = "new_synctomkto"
 """Optional Two Options column on any entity: explicit No keeps the record out of the sync."""
 
+DELETED_FLAG_FIELD = "deletedInDynamics"
+"""Marketo person field the sync sets when the linked Dynamics record is deleted (persons are flagged, never
+deleted: Marketo keeps their activity history)."""
+
 _COLUMN_PATTERN = r"^[a-z_][a-z0-9_]*$"
 _MARKETO_FIELD_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 

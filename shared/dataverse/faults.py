@@ -8,18 +8,30 @@ client's retry loop decides whether to wait and retry; :meth:`Fault.error` build
     408, 5xx, transport timeouts            -> RetryLater (retried with backoff inside the time budget)
     412 (0x80060882)                        -> Conflict: the ETag moved; re-read and decide again
     404                                     -> SkipRecord: the record is gone
+    400 naming a column the table lacks     -> MissingColumn(table, column): that one column is gone
     400, 413, other 4xx                     -> SkipRecord: this record's data cannot be written as it is
     401, 403                                -> StopSync: token, app user or security role needs a human
+
+A missing column is recognised here, from the message, because this is the one place that reads Dataverse's
+answer: Dataverse gives no structured field for it, and its code is not specific (``0x80060888`` is every OData
+query error; the documentation's own example shows ``0x0``). Two shapes name the column and its table:
+
+    $select, $filter, $orderby:  Could not find a property named 'x' on type 'Microsoft.Dynamics.CRM.lead'.
+    a create's or update's body: (0x80048d19 Error identified in Payload ... InnerException : ...)
+                                 The property 'x' does not exist on type 'Microsoft.Dynamics.CRM.lead'. ...
+
+A lookup is selected as ``_x_value``; the column it names is ``x``.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
 import httpx
 
-from shared.errors import Conflict, RetryLater, SkipRecord, StopSync, SyncError, Throttled
+from shared.errors import Conflict, MissingColumn, RetryLater, SkipRecord, StopSync, SyncError, Throttled
 
 SERVICE_PROTECTION_CODES = {
     "0x80072322": "number of requests",
@@ -33,12 +45,40 @@ class Action(StrEnum):
     RETRY = "retry"
     CONFLICT = "conflict"
     NOT_FOUND = "not_found"
+    MISSING_COLUMN = "missing_column"
     SKIP = "skip"
     STOP = "stop"
 
     @property
     def retryable(self) -> bool:
         return self in {Action.THROTTLED, Action.RETRY}
+
+
+_MISSING_PROPERTY = (
+    re.compile(r"Could not find a property named '(?P<name>[^']+)' on type 'Microsoft\.Dynamics\.CRM\.(?P<table>\w+)'"),
+    re.compile(r"The property '(?P<name>[^']+)' does not exist on type 'Microsoft\.Dynamics\.CRM\.(?P<table>\w+)'"),
+)
+_LOOKUP_VALUE = re.compile(r"_(?P<column>\w+)_value")
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnRef:
+    """A column of a table, by logical names."""
+
+    table: str
+    column: str
+
+
+def missing_column(message: str) -> ColumnRef | None:
+    """The column a 400's message says the table does not have (named as the request named it, a lookup's
+    ``_x_value`` as ``x``), or None when the message says something else."""
+    for shape in _MISSING_PROPERTY:
+        found = shape.search(message)
+        if found is not None:
+            name = found.group("name")
+            lookup = _LOOKUP_VALUE.fullmatch(name)
+            return ColumnRef(found.group("table"), lookup.group("column") if lookup else name)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +88,7 @@ class Fault:
     status: int | None = None
     code: str | None = None
     retry_after: float | None = None
+    missing: ColumnRef | None = None  # with MISSING_COLUMN: the column Dataverse does not have
 
     def error(self) -> SyncError:
         message = f"Dataverse {self.status or 'transport'}: {self.reason}"
@@ -58,7 +99,9 @@ class Fault:
                 return RetryLater(message, code=self.code, retry_after=self.retry_after)
             case Action.CONFLICT:
                 return Conflict(message, code=self.code)
-            case Action.NOT_FOUND | Action.SKIP:
+            case Action.MISSING_COLUMN if self.missing is not None:
+                return MissingColumn(message, table=self.missing.table, column=self.missing.column, code=self.code)
+            case Action.NOT_FOUND | Action.SKIP | Action.MISSING_COLUMN:
                 return SkipRecord(message, code=self.code)
             case Action.STOP:
                 return StopSync(message, code=self.code)
@@ -103,6 +146,9 @@ def classify(response: httpx.Response) -> Fault | None:
         return Fault(Action.NOT_FOUND, message or "not found", status, code)
     if status in {401, 403}:
         return Fault(Action.STOP, message or ("unauthorized" if status == 401 else "forbidden"), status, code)
+    missing = missing_column(message) if status == 400 else None
+    if missing is not None:
+        return Fault(Action.MISSING_COLUMN, message, status, code, missing=missing)
     return Fault(Action.SKIP, message or "request rejected", status, code)
 
 

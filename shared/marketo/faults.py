@@ -3,10 +3,16 @@
 Marketo reports most failures as HTTP 200 with ``success: false`` and ``errors[].code``; HTTP statuses only
 matter for 413/414 and gateway errors. Record-level skips (``result[].status == "skipped"``) are not faults:
 they come back as :class:`~shared.marketo.models.RecordOutcome` values.
+
+A request naming a field the object does not have is refused whole with 1006 "Field 'x' not found" (a read's
+``fields``, a write's input). The field is taken from that message here, the one place that reads Marketo's
+answer, and raised as :class:`~shared.errors.MissingField`; a 1006 whose message names no field stays a plain
+skip.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
@@ -15,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from shared.errors import QuotaExhausted, RetryLater, SkipRecord, StopSync, SyncError, Throttled
+from shared.errors import MissingField, QuotaExhausted, RetryLater, SkipRecord, StopSync, SyncError, Throttled
 
 MARKETO_TIMEZONE = ZoneInfo("America/Chicago")
 
@@ -25,6 +31,8 @@ REAUTH_CODES = frozenset({"601", "602"})
 QUOTA_CODES = frozenset({"607"})
 # Nothing will work until someone fixes configuration or code: permissions, wrong URL, malformed calls.
 STOP_CODES = frozenset({"603", "605", "609", "610", "612", "613", "614", "616", "703"})
+FIELD_NOT_FOUND = "1006"
+_FIELD_NOT_FOUND = re.compile(r"Field '(?P<field>[^']+)' not found")
 
 
 class Action(StrEnum):
@@ -33,6 +41,7 @@ class Action(StrEnum):
     THROTTLED = "throttled"
     REAUTH = "reauth"
     QUOTA = "quota"
+    MISSING_FIELD = "missing_field"
     SKIP = "skip"
     STOP = "stop"
 
@@ -46,6 +55,7 @@ class Verdict:
     message: str = ""
     http_status: int | None = None
     payload: dict[str, Any] | None = None
+    field: str | None = None  # with MISSING_FIELD: the field Marketo does not have
 
     @property
     def ok(self) -> bool:
@@ -97,6 +107,8 @@ def classify_error(payload: dict[str, Any], http_status: int | None = None) -> V
         action = Action.RETRY
     elif code in STOP_CODES:
         action = Action.STOP
+    elif code == FIELD_NOT_FOUND and (named := _FIELD_NOT_FOUND.search(message)) is not None:
+        return Verdict(Action.MISSING_FIELD, code, message, http_status, payload, field=named.group("field"))
     elif code.startswith("7") or code.startswith("1"):
         action = Action.SKIP  # 7xx / 1xxx: this request's data or parameters are wrong, others may pass
     else:
@@ -120,6 +132,8 @@ def to_error(verdict: Verdict, *, what: str, now: datetime, retry_after: float |
         return Throttled(text, code=verdict.code, retry_after=retry_after)
     if verdict.action is Action.RETRY:
         return RetryLater(text, code=verdict.code, retry_after=retry_after)
-    if verdict.action is Action.SKIP:
+    if verdict.action is Action.MISSING_FIELD and verdict.field is not None:
+        return MissingField(text, field=verdict.field, code=verdict.code)
+    if verdict.action in (Action.SKIP, Action.MISSING_FIELD):
         return SkipRecord(text, code=verdict.code)
     return StopSync(text, code=verdict.code)

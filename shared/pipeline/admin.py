@@ -1,37 +1,65 @@
 """What admins see and do: the Sync Status view, the Sync Errors view (list, export, retry), pause and resume,
-and the explicit "sync person to Dynamics" action."""
+and the explicit "sync person to Dynamics" action.
+
+Each returns the data it found or did (the triggers render it), or refuses with a :class:`Refused` error:
+:class:`NotFound` for an entity, sync error or person that does not exist, :class:`InvalidRequest` for an id
+that cannot be one, :class:`NotPossible` for a person whose values cannot be written to Dynamics.
+"""
 
 from __future__ import annotations
 
 import csv
-import html
 import io
+import logging
 from collections import defaultdict
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.core.mapping import FieldType
+from shared.core.mapping import FieldType, SyncMapping
 from shared.core.values import ConversionError, from_marketo, to_dynamics
-from shared.errors import Conflict, SyncError
+from shared.dataverse.client import DataverseClient
+from shared.errors import Conflict, InvalidRequest, NotFound, NotPossible, RetryLater, SyncError
+from shared.marketo.client import MarketoClient
 from shared.pipeline.feeds import timer_checkpoint
 from shared.pipeline.marketo_side import person_fields, read_persons
 from shared.pipeline.notification import Notification, Source
-from shared.pipeline.quicksync import quick_sync_status
-from shared.pipeline.reconcile import notification_message
-from shared.pipeline.webhooks import Reply, problem
-from shared.services import Services
-from shared.store.model import ErrorStatus, Link, SyncErrorRecord
+from shared.pipeline.ports import ChangesQueue
+from shared.pipeline.quicksync.status import quick_sync_status
+from shared.queueing import QueueObserver
+from shared.store.base import StateStore
+from shared.store.model import ErrorStatus, Link, PauseState, SyncErrorRecord
+
+log = logging.getLogger(__name__)
 
 TIMERS = ("marketo_feed", "dataverse_catchup", "quick_sync")
+EXPORT_COLUMNS = (
+    "id",
+    "occurred_at",
+    "entity",
+    "record_id",
+    "operation",
+    "direction",
+    "field",
+    "code",
+    "message",
+    "status",
+    "attempts",
+)
 
 
-def status(services: Services, *, now: datetime | None = None) -> dict[str, Any]:
+def status(
+    store: StateStore,
+    mapping: SyncMapping,
+    observer: QueueObserver | None,
+    queue: str,
+    *,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """Per entity: backlog, oldest pending change, the last hour's throughput, errors and collisions."""
     moment = now or datetime.now(UTC)
-    store = services.store
-    queue = services.settings.changes_queue
-    pending = services.observer.pending(queue) if services.observer else []
+    pending = observer.pending(queue) if observer else []
     backlog: dict[str, int] = defaultdict(int)
     oldest: dict[str, datetime] = {}
     for item in pending:
@@ -44,144 +72,96 @@ def status(services: Services, *, now: datetime | None = None) -> dict[str, Any]
         open_errors[error.entity] += 1
     pause = store.get_pause()
     entities = []
-    for mapping in services.mapping.entities:
-        counts = hour.get(mapping.entity, {})
-        first = oldest.get(mapping.entity)
+    for entity in mapping.entities:
+        counts = hour.get(entity.entity, {})
+        first = oldest.get(entity.entity)
         entities.append(
             {
-                "entity": mapping.entity,
-                "direction": mapping.direction.value,
-                "paused": pause.is_paused(mapping.entity),
-                "backlog": backlog.get(mapping.entity, 0),
+                "entity": entity.entity,
+                "direction": entity.direction.value,
+                "paused": pause.is_paused(entity.entity),
+                "backlog": backlog.get(entity.entity, 0),
                 "oldest_pending": first.isoformat() if first else None,
                 "oldest_pending_age_s": round((moment - first).total_seconds(), 1) if first else None,
                 "synced_last_hour": counts.get("synced", 0),
                 "changes_last_hour": counts.get("changes", 0),
                 "errors_last_hour": counts.get("errors", 0),
-                "open_errors": open_errors.get(mapping.entity, 0),
+                "open_errors": open_errors.get(entity.entity, 0),
                 "collisions_last_hour": {
                     "marketo_won": counts.get("collisions_marketo_won", 0),
                     "dynamics_won": counts.get("collisions_dynamics_won", 0),
                 },
-                "broken_fields": [f.dynamics for f in mapping.fields if f.state.value == "broken"],
+                "broken_fields": [f.dynamics for f in entity.fields if f.state.value == "broken"],
             }
         )
     timers = {}
     for name in TIMERS:
         checkpoint = store.get_checkpoint(timer_checkpoint(name))
         timers[name] = checkpoint.value if checkpoint else None
-    unresolved = backlog.get("person", 0)
     return {
         "generated_at": moment.isoformat(),
         "paused": pause.all,
         "queue": {
             "name": queue,
             "pending": len(pending),
-            "unresolved_person_notifications": unresolved,
-            "dead_lettered": services.observer.dead_lettered(queue) if services.observer else None,
+            "unresolved_person_notifications": backlog.get("person", 0),
+            "dead_lettered": observer.dead_lettered(queue) if observer else None,
         },
         "entities": entities,
         "timers": timers,
-        "quick_sync": quick_sync_status(services),
+        "quick_sync": quick_sync_status(store),
     }
 
 
-def status_html(data: dict[str, Any]) -> str:
-    def cell(value: Any) -> str:
-        return f"<td>{html.escape('' if value is None else str(value))}</td>"
-
-    rows = "".join(
-        "<tr>"
-        + "".join(
-            cell(e[k]) for k in ("entity", "direction", "paused", "backlog", "oldest_pending_age_s", "synced_last_hour")
-        )
-        + cell(e["errors_last_hour"])
-        + cell(e["open_errors"])
-        + cell(
-            f"Marketo {e['collisions_last_hour']['marketo_won']} / Dynamics {e['collisions_last_hour']['dynamics_won']}"
-        )
-        + cell(", ".join(e["broken_fields"]) or "-")
-        + "</tr>"
-        for e in data["entities"]
-    )
-    timers = "".join(f"<li>{html.escape(k)}: {html.escape(str(v or 'never'))}</li>" for k, v in data["timers"].items())
-    queue = data["queue"]
-    quick = (
-        "".join(
-            f"<li>{html.escape(str(j.get('entity')))}.{html.escape(str(j.get('column')))}: "
-            f"{html.escape(str(j.get('state')))}, {j.get('records_done', 0)} records"
-            f"{' - ' + html.escape(str(j['notice'])) if j.get('notice') else ''}</li>"
-            for j in data.get("quick_sync", [])
-        )
-        or "<li>none</li>"
-    )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Sync status</title>
-<meta http-equiv="refresh" content="10">
-<style>body{{font-family:system-ui,sans-serif;margin:2rem}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}}th{{background:#f4f4f4}}</style></head>
-<body><h1>Dynamics 365 &harr; Marketo sync</h1>
-<p>{"<strong>The whole sync is paused.</strong> " if data["paused"] else ""}Generated {html.escape(data["generated_at"])}.
-Queue <code>{html.escape(queue["name"])}</code>: {queue["pending"]} pending, {queue["dead_lettered"] or 0} dead-lettered.</p>
-<table><tr><th>Entity</th><th>Direction</th><th>Paused</th><th>Backlog</th><th>Oldest pending (s)</th>
-<th>Synced (1 h)</th><th>Errors (1 h)</th><th>Open errors</th><th>Collisions won (1 h)</th><th>Broken fields</th></tr>
-{rows}</table>
-<h2>Timers, last run</h2><ul>{timers}</ul>
-<h2>Quick Sync</h2><ul>{quick}</ul>
-<p><a href="errors">Sync errors</a> &middot; <a href="errors.csv">export CSV</a></p>
-</body></html>"""
+def list_errors(
+    store: StateStore,
+    *,
+    entity: str | None = None,
+    state: ErrorStatus | None = None,
+    search: str | None = None,
+    limit: int = 500,
+) -> dict[str, Any]:
+    errors = store.list_errors(entity=entity, status=state, search=search, limit=limit)
+    return {"count": len(errors), "errors": [e.as_row() for e in errors]}
 
 
-def list_errors(services: Services, params: dict[str, str]) -> Reply:
-    try:
-        state = ErrorStatus(params["status"]) if params.get("status") else None
-        limit = int(params.get("limit", "500"))
-    except ValueError as exc:
-        return problem(400, "bad-query", str(exc))
-    errors = services.store.list_errors(entity=params.get("entity"), status=state, search=params.get("q"), limit=limit)
-    return Reply(200, {"count": len(errors), "errors": [e.as_row() for e in errors]})
-
-
-def export_errors(services: Services, params: dict[str, str]) -> Reply:
-    errors = services.store.list_errors(entity=params.get("entity"), search=params.get("q"), limit=100_000)
+def export_errors(store: StateStore, *, entity: str | None = None, search: str | None = None) -> str:
+    """Every matching sync error as CSV, for a spreadsheet."""
     out = io.StringIO()
-    columns = [
-        "id",
-        "occurred_at",
-        "entity",
-        "record_id",
-        "operation",
-        "direction",
-        "field",
-        "code",
-        "message",
-        "status",
-        "attempts",
-    ]
-    writer = csv.DictWriter(out, fieldnames=columns)
+    writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS)
     writer.writeheader()
-    for error in errors:
+    for error in store.list_errors(entity=entity, search=search, limit=100_000):
         writer.writerow(error.as_row())
-    return Reply(200, out.getvalue(), {"Content-Disposition": 'attachment; filename="sync-errors.csv"'}, "text/csv")
+    return out.getvalue()
 
 
-def retry_error(services: Services, error_id: str) -> Reply:
+@dataclass(frozen=True, slots=True)
+class RetryQueued:
+    """The records put back on the queue, and the sync errors now marked retrying."""
+
+    records: int
+    errors: list[str]
+
+
+def retry_error(store: StateStore, mapping: SyncMapping, queue: ChangesQueue, error_id: str) -> RetryQueued:
     """Put the failed record back on the queue; it is re-read and decided afresh."""
-    error = services.store.get_error(error_id)
+    error = store.get_error(error_id)
     if error is None:
-        return problem(404, "not-found", f"no sync error '{error_id}'")
-    return _retry(services, [error])
+        raise NotFound("no such sync error", code="not-found")
+    return _retry(store, mapping, queue, [error])
 
 
-def retry_open_errors(services: Services, params: dict[str, str]) -> Reply:
-    errors = services.store.list_errors(entity=params.get("entity"), status=ErrorStatus.OPEN, limit=10_000)
-    return _retry(services, errors)
+def retry_open_errors(
+    store: StateStore, mapping: SyncMapping, queue: ChangesQueue, *, entity: str | None = None
+) -> RetryQueued:
+    errors = store.list_errors(entity=entity, status=ErrorStatus.OPEN, limit=10_000)
+    return _retry(store, mapping, queue, errors)
 
 
-def _retry(services: Services, errors: list[SyncErrorRecord]) -> Reply:
+def _retry(store: StateStore, mapping: SyncMapping, queue: ChangesQueue, errors: list[SyncErrorRecord]) -> RetryQueued:
     notes = {}
     for error in errors:
-        if error.entity in services.mapping.by_entity and error.record_id:
+        if error.entity in mapping.by_entity and error.record_id:
             notes[(error.entity, error.record_id)] = Notification(
                 source=Source.ADMIN_RETRY,
                 entity=error.entity,
@@ -189,54 +169,66 @@ def _retry(services: Services, errors: list[SyncErrorRecord]) -> Reply:
                 dedupe_key=f"retry:{error.id}:{datetime.now(UTC).isoformat()}",
             )
     try:
-        services.queue.send(services.settings.changes_queue, [notification_message(n) for n in notes.values()])
+        queue.send(notes.values())
     except SyncError as exc:
-        return problem(503, "queue-unavailable", f"could not queue the retry: {exc}")
+        raise RetryLater(f"could not queue the retry: {exc}", code="queue-unavailable") from exc
     for error in errors:
-        services.store.set_error_status(error.id, ErrorStatus.RETRYING)
-    return Reply(202, {"status": "queued", "records": len(notes), "errors": [e.id for e in errors]})
+        store.set_error_status(error.id, ErrorStatus.RETRYING)
+    return RetryQueued(len(notes), [e.id for e in errors])
 
 
-def set_pause(services: Services, params: dict[str, str], *, paused: bool) -> Reply:
-    entity = params.get("entity") or None
-    if entity is not None and entity not in services.mapping.by_entity:
-        return problem(404, "not-found", f"entity '{entity}' is not in the sync mapping")
-    state = services.store.set_pause(entity, paused)
-    return Reply(200, {"paused_all": state.all, "paused_entities": sorted(state.entities)})
+def set_pause(store: StateStore, mapping: SyncMapping, entity: str | None, *, paused: bool) -> PauseState:
+    """``entity`` None: the whole sync."""
+    if entity is not None and entity not in mapping.by_entity:
+        raise NotFound("the entity is not in the sync mapping", code="not-found")
+    return store.set_pause(entity, paused)
 
 
-def sync_person_to_dynamics(services: Services, marketo_id: str) -> Reply:
+@dataclass(frozen=True, slots=True)
+class PersonSynced:
+    created: bool  # False: the person was linked already, nothing was done
+    entity: str
+    id: str
+
+
+def sync_person_to_dynamics(
+    store: StateStore, mapping: SyncMapping, dataverse: DataverseClient, marketo: MarketoClient, marketo_id: str
+) -> PersonSynced:
     """Marketo's "Sync Person to Microsoft": create a Dynamics lead for an unlinked person; no-op when linked."""
     if not marketo_id.isdigit():
-        return problem(400, "bad-id", f"'{marketo_id}' is not a Marketo lead id")
-    store = services.store
+        raise InvalidRequest("a Marketo lead id is digits", code="bad-id", field="marketo_id")
     linked = store.find_by_marketo("lead", marketo_id)
     if linked is not None:
-        return Reply(200, {"status": "already linked", "entity": linked.entity, "id": linked.dynamics_id})
-    mapping = services.mapping.get("lead")
-    person = read_persons(services.marketo, [marketo_id], person_fields(mapping)).get(marketo_id)
+        return PersonSynced(False, linked.entity, linked.dynamics_id)
+    lead = mapping.get("lead")
+    person = read_persons(marketo, [marketo_id], person_fields(lead)).get(marketo_id)
     if person is None:
-        return problem(404, "not-found", f"Marketo has no person {marketo_id}")
+        raise NotFound(f"Marketo has no person {marketo_id}", code="not-found")
     values: dict[str, Any] = {}
     baseline: dict[str, Any] = {}
-    problems = []
-    for f in mapping.live_fields:
+    problems: list[ConversionError] = []
+    for f in lead.live_fields:
         if not f.to_dynamics_allowed or f.type is FieldType.LOOKUP or f.marketo not in person:
             continue
         canonical = from_marketo(f, person[f.marketo])
         wire = canonical if isinstance(canonical, ConversionError) else to_dynamics(f, canonical)
         if isinstance(wire, ConversionError):
-            problems.append(str(wire))
+            problems.append(wire)
             continue
         if canonical is not None:
             values[f.dynamics] = wire
         baseline[f.dynamics] = canonical
     if problems:
-        return problem(422, "unconvertible", "; ".join(problems))
-    lead_id = services.dataverse.create("lead", values)
+        log.warning("person %s not synced to Dynamics: %s", marketo_id, "; ".join(map(str, problems)))
+        names = ", ".join(p.field for p in problems)
+        raise NotPossible(
+            f"the person's values of {names} cannot be written to Dynamics as they are (the function logs say why)",
+            code="unconvertible",
+        )
+    lead_id = dataverse.create("lead", values)
     with suppress(Conflict):  # the webhook for the new lead got there first; its link is as good
         store.save_link(Link("lead", lead_id, marketo_id, baseline, synced_at=datetime.now(UTC)))
-    services.marketo.sync_leads(
-        [{"id": int(marketo_id), mapping.marketo_link_field: lead_id}], action="updateOnly", lookup_field="id"
+    marketo.sync_leads(
+        [{"id": int(marketo_id), lead.marketo_link_field: lead_id}], action="updateOnly", lookup_field="id"
     )
-    return Reply(201, {"status": "created", "entity": "lead", "id": lead_id})
+    return PersonSynced(True, "lead", lead_id)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from shared.core.mapping import SyncMapping
 from shared.dataverse.context import ContextError, parse_context
 from shared.pipeline.intake import Ignored, from_dataverse
 from shared.pipeline.notification import (
@@ -21,7 +22,7 @@ from shared.pipeline.notification import (
     looks_like_dataverse_context,
     parse_notification,
 )
-from shared.services import Services
+from shared.store.base import StateStore
 from shared.store.model import SyncErrorRecord
 
 
@@ -32,7 +33,15 @@ class Batch:
     rejected: list[SyncErrorRecord] = field(default_factory=list)
 
 
-def read_batch(services: Services, messages: Sequence[tuple[str | None, bytes, int | None]]) -> Batch:
+def read_batch(
+    messages: Sequence[tuple[str | None, bytes, int | None]],
+    *,
+    mapping: SyncMapping,
+    sync_user_id: Callable[[], str | None],
+    store: StateStore,
+) -> Batch:
+    """``sync_user_id`` is asked only when a Dataverse context is in the batch (None: unknown, no echo filter);
+    unreadable messages are recorded in ``store``'s sync errors."""
     batch = Batch()
     for message_id, body, _delivery_count in messages:
         try:
@@ -43,8 +52,8 @@ def read_batch(services: Services, messages: Sequence[tuple[str | None, bytes, i
             if looks_like_dataverse_context(data):
                 outcome = from_dataverse(
                     parse_context(body),
-                    services.mapping,
-                    sync_user_id=services.known_sync_user_id(),
+                    mapping,
+                    sync_user_id=sync_user_id(),
                     source=Source.DATAVERSE_QUEUE,
                 )
                 if isinstance(outcome, Ignored):
@@ -64,6 +73,6 @@ def read_batch(services: Services, messages: Sequence[tuple[str | None, bytes, i
                 message=f"queue message {message_id} is not readable: {exc}; body starts {body[:80]!r}",
                 occurred_at=datetime.now(UTC),
             )
-            services.store.add_error(error)
+            store.add_error(error)
             batch.rejected.append(error)
     return batch

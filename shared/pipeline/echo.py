@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import StrEnum
 
+from shared.core.mapping import SyncMapping
 from shared.core.values import ConversionError, from_marketo
-from shared.services import Services
+from shared.store.base import StateStore
 from shared.store.model import Link
 
 
@@ -30,19 +31,24 @@ class MarketoChange(StrEnum):
 
 
 def classify_marketo_change(
-    services: Services, lead_id: str, changes: Iterable[tuple[str, object]], *, link: Link | _Unset | None = _UNSET
+    store: StateStore,
+    mapping: SyncMapping,
+    lead_id: str,
+    changes: Iterable[tuple[str, object]],
+    *,
+    link: Link | _Unset | None = _UNSET,
 ) -> MarketoChange:
     """``link``: the person's link when the caller already looked it up (None: it has none)."""
     if isinstance(link, _Unset):
-        link = services.store.find_by_marketo("lead", lead_id)
+        link = store.find_by_marketo("lead", lead_id)
     if link is None:
         return MarketoChange.UNLINKED
-    mapping = services.mapping.by_entity.get(link.entity)
-    if mapping is None:
+    entity = mapping.by_entity.get(link.entity)
+    if entity is None:
         return MarketoChange.UNMAPPED
     mapped = 0
     for name, new_value in changes:
-        field = mapping.by_marketo.get(name.casefold())
+        field = entity.by_marketo.get(name.casefold())
         if field is None:
             continue
         mapped += 1

@@ -15,14 +15,15 @@ from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from shared.core.mapping import EntityMapping
+from shared.core.mapping import EntityMapping, SyncMapping
 from shared.core.values import read_dynamics_record
-from shared.dataverse.client import Change
+from shared.dataverse.client import Change, DataverseClient
 from shared.errors import Conflict
+from shared.marketo.client import MarketoClient
+from shared.pipeline.dataverse_side import dataverse_select
 from shared.pipeline.echo import MarketoChange, classify_marketo_change
 from shared.pipeline.notification import Kind, Notification, Source
-from shared.pipeline.reconcile import dataverse_select, notification_message
-from shared.services import Services
+from shared.pipeline.ports import ChangesQueue
 from shared.store.base import StateStore
 from shared.store.model import Checkpoint
 
@@ -51,22 +52,23 @@ class FeedReport:
     details: dict[str, int] = field(default_factory=dict)
 
 
-def _record_run(services: Services, name: str, now: datetime) -> None:
-    current = services.store.get_checkpoint(timer_checkpoint(name))
+def record_run(store: StateStore, name: str, now: datetime) -> None:
+    """Stamp a timer's last run (the status view shows it)."""
+    current = store.get_checkpoint(timer_checkpoint(name))
     etag = current.etag if current is not None else None
     with suppress(Conflict):  # another run recorded itself at the same moment: either stamp will do
-        services.store.save_checkpoint(Checkpoint(timer_checkpoint(name), now.isoformat(), now, etag))
+        store.save_checkpoint(Checkpoint(timer_checkpoint(name), now.isoformat(), now, etag))
 
 
-def _send(services: Services, notes: Iterable[Notification]) -> int:
-    messages = [notification_message(n) for n in notes]
-    if messages:
-        services.queue.send(services.settings.changes_queue, messages)
-    return len(messages)
+def _send(queue: ChangesQueue, notes: Iterable[Notification]) -> int:
+    return len(queue.send(notes))
 
 
 def read_marketo_feed(
-    services: Services,
+    store: StateStore,
+    marketo: MarketoClient,
+    mapping: SyncMapping,
+    queue: ChangesQueue,
     *,
     budget_seconds: float = 240.0,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -74,10 +76,8 @@ def read_marketo_feed(
 ) -> FeedReport:
     """Queue a notification per linked person with a real change since the checkpoint."""
     report = FeedReport()
-    mapping = services.mapping
     persons = [m for m in mapping.entities if m.rule.two_way]
     fields = sorted({f.marketo for m in persons for f in m.live_fields})
-    store, marketo = services.store, services.marketo
     checkpoint = store.get_checkpoint(MARKETO_CHECKPOINT)
     started = clock()
     if checkpoint is None:
@@ -95,7 +95,8 @@ def read_marketo_feed(
                 if activity.activity_type_id != CHANGE_DATA_VALUE:
                     continue  # New Lead: new persons are not pushed to Dynamics
                 verdict = classify_marketo_change(
-                    services,
+                    store,
+                    mapping,
                     str(activity.lead_id),
                     ((c.name, c.new_value) for c in activity.fields),
                     link=links.get(str(activity.lead_id)),
@@ -109,7 +110,7 @@ def read_marketo_feed(
                 notes[str(activity.lead_id)] = Notification(
                     source=Source.MARKETO_FEED, marketo_id=str(activity.lead_id), dedupe_key=activity.marketo_guid
                 )
-            report.queued += _send(services, notes.values())
+            report.queued += _send(queue, notes.values())
             try:
                 checkpoint = store.save_checkpoint(
                     Checkpoint(MARKETO_CHECKPOINT, page.next_page_token, now(), checkpoint.etag)
@@ -119,16 +120,16 @@ def read_marketo_feed(
                 break
             if clock() - started > budget_seconds:
                 break
-    report.deleted_in_marketo = _forget_deleted_persons(services, now)
-    _record_run(services, "marketo_feed", now())
+    report.deleted_in_marketo = _forget_deleted_persons(store, marketo, now)
+    record_run(store, "marketo_feed", now())
     return report
 
 
 def _catch_up_notes(
-    services: Services, mapping: EntityMapping, changes: list[Change], report: FeedReport
+    store: StateStore, mapping: EntityMapping, changes: list[Change], report: FeedReport
 ) -> list[Notification]:
     """Notifications for changed rows whose values differ from the baseline, and for removed linked rows."""
-    links = services.store.get_links(mapping.entity, [c.id for c in changes])
+    links = store.get_links(mapping.entity, [c.id for c in changes])
     notes = []
     for change in changes:
         link = links.get(change.id)
@@ -161,10 +162,9 @@ def _catch_up_notes(
     return notes
 
 
-def _forget_deleted_persons(services: Services, now: Callable[[], datetime]) -> int:
+def _forget_deleted_persons(store: StateStore, marketo: MarketoClient, now: Callable[[], datetime]) -> int:
     """Persons deleted in Marketo: their links let go of the person (nothing is deleted in Dynamics). The
     record's next change creates a person again, or links one found by e-mail."""
-    store, marketo = services.store, services.marketo
     checkpoint = store.get_checkpoint(DELETED_CHECKPOINT)
     if checkpoint is None:
         token = marketo.paging_token(now() - timedelta(seconds=5))
@@ -189,7 +189,10 @@ def _forget_deleted_persons(services: Services, now: Callable[[], datetime]) -> 
 
 
 def catch_up_dataverse(
-    services: Services,
+    store: StateStore,
+    dataverse: DataverseClient,
+    mapping: SyncMapping,
+    queue: ChangesQueue,
     *,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     clock: Callable[[], float] = time.monotonic,
@@ -203,17 +206,16 @@ def catch_up_dataverse(
     next run resumes there, so a table of any size gets through its initial sync.
     """
     report = FeedReport()
-    store = services.store
     started = clock()
-    for index, mapping in enumerate(services.mapping.entities):
+    for index, entity in enumerate(mapping.entities):
         if index and clock() - started > budget_seconds:
             break  # the other tables wait for the next run
-        name = delta_checkpoint(mapping.entity)
+        name = delta_checkpoint(entity.entity)
         checkpoint = store.get_checkpoint(name)
         state = _CatchUpState.parse(checkpoint.value) if checkpoint else _CatchUpState()
-        feed = services.dataverse.changes(
-            mapping.entity,
-            select=dataverse_select(mapping),
+        feed = dataverse.changes(
+            entity.entity,
+            select=dataverse_select(entity),
             delta_link=state.resume or state.delta,
             page_size=page_size,
         )
@@ -225,7 +227,7 @@ def catch_up_dataverse(
         for change in feed:
             if feed.pages_read != pages_seen:  # this row opens a new page, fetched from `next_link`
                 if pages_seen:  # every row of the earlier pages is read: queue them, remember where we are
-                    queued += _send(services, _catch_up_notes(services, mapping, pending, report))
+                    queued += _send(queue, _catch_up_notes(store, entity, pending, report))
                     pending = []
                     checkpoint = _save_catch_up(store, name, _CatchUpState(state.delta, next_link), checkpoint, now)
                     if checkpoint is None or clock() - started > budget_seconds:
@@ -235,12 +237,12 @@ def catch_up_dataverse(
                 next_link = feed.next_page_link
             pending.append(change)
         if not stopped and pending:
-            queued += _send(services, _catch_up_notes(services, mapping, pending, report))
+            queued += _send(queue, _catch_up_notes(store, entity, pending, report))
         report.queued += queued
-        report.details[mapping.entity] = queued
+        report.details[entity.entity] = queued
         if not stopped and feed.delta_link:
             _save_catch_up(store, name, _CatchUpState(feed.delta_link, None), checkpoint, now)
-    _record_run(services, "dataverse_catchup", now())
+    record_run(store, "dataverse_catchup", now())
     return report
 
 

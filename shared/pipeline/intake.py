@@ -1,7 +1,8 @@
 """Turning what arrives (a Dataverse execution context, a Marketo webhook call) into a notification.
 
-Pure decisions: each function returns a Notification or an :class:`Ignored` value with the reason, so the HTTP
-and queue triggers only parse, call and answer.
+Pure decisions: each function returns a Notification or an :class:`Ignored` value with the reason, or refuses
+input it cannot use with :class:`InvalidRequest` (naming the field, never repeating its value), so the HTTP and
+queue triggers only parse, call and answer.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from shared.core.mapping import SyncMapping
 from shared.dataverse.context import ExecutionContext
+from shared.errors import InvalidRequest
 from shared.pipeline.notification import Kind, Notification, Source
 
 UPSERT_MESSAGES = frozenset({"create", "update", "assign", "setstate", "setstatedynamicentity", "merge"})
@@ -21,13 +23,9 @@ DELETE_MESSAGES = frozenset({"delete"})
 
 @dataclass(frozen=True, slots=True)
 class Ignored:
-    """An event that needs no sync, and why (answered 200 so the sender does not retry it)."""
+    """An event that needs no sync, and why (answered as a success, so the sender does not retry it)."""
 
     reason: str
-
-
-class IntakeError(ValueError):
-    """The caller sent something we cannot use; answered 400 with this message."""
 
 
 def from_dataverse(
@@ -59,13 +57,17 @@ def from_dataverse(
 def from_marketo_webhook(payload: Any) -> Notification:
     """A Marketo "Call Webhook" body: ``{"leadId": {{lead.Id}}, ...}`` (tokens arrive as text)."""
     if not isinstance(payload, Mapping):
-        raise IntakeError("body must be a JSON object with a 'leadId'")
+        raise InvalidRequest("body must be a JSON object with a 'leadId'", code="bad-payload", field="body")
     raw = payload.get("leadId", payload.get("id"))
     if raw is None:
-        raise IntakeError("'leadId' is required (use the {{lead.Id}} token)")
+        raise InvalidRequest("'leadId' is required (use the {{lead.Id}} token)", code="bad-payload", field="leadId")
     text = str(raw).strip()
     if not text.isdigit():
-        raise IntakeError(f"'leadId' must be a Marketo lead id (digits), got {text[:30]!r}")
+        raise InvalidRequest(
+            "'leadId' must be a Marketo lead id (digits): send the {{lead.Id}} token",
+            code="bad-payload",
+            field="leadId",
+        )
     stamp = payload.get("changedAt") or payload.get("timestamp")
     return Notification(
         source=Source.MARKETO_WEBHOOK,

@@ -12,6 +12,7 @@ from typing import Any
 
 from shared.core.entities import MarketoObject
 from shared.core.mapping import EntityMapping, FieldType
+from shared.core.policy import Decision
 from shared.marketo.client import MarketoClient
 from shared.marketo.models import RecordOutcome
 
@@ -36,6 +37,12 @@ MARKETO_DATA_TYPES: dict[FieldType, str] = {
 def person_fields(mapping: EntityMapping) -> list[str]:
     """Marketo fields to read for a person: the mapped ones, its id, the link field and email (for matching)."""
     return list(dict.fromkeys(["id", "email", mapping.marketo_link_field, *mapping.marketo_fields()]))
+
+
+def marketo_body(mapping: EntityMapping, decision: Decision) -> dict[str, Any]:
+    """The decision's writes to Marketo, keyed by Marketo field name (the record's key is added by the caller)."""
+    by_column = mapping.by_column
+    return {by_column[c].marketo: wire for c, wire in decision.marketo_writes.items()}
 
 
 def read_persons(marketo: MarketoClient, ids: Sequence[str], fields: Sequence[str]) -> dict[str, dict[str, Any]]:

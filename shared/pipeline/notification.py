@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shared.queueing import OutgoingMessage
+
 
 class Source(StrEnum):
     DATAVERSE_WEBHOOK = "dataverse_webhook"
@@ -62,6 +64,19 @@ class Notification(BaseModel):
 
     def to_body(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()
+
+
+def notification_message(note: Notification, scheduled_at: datetime | None = None) -> OutgoingMessage:
+    """The queue message for a notification. Its application properties let the status view count the backlog
+    per entity without reading bodies; ``scheduled_at`` holds it back (a retry, a paused entity)."""
+    return OutgoingMessage(
+        body=note.to_body(),
+        message_id=note.message_id,
+        correlation_id=note.correlation_id,
+        subject=note.entity or "person",
+        application_properties={"entity": note.entity or "person", "source": note.source.value},
+        scheduled_at=scheduled_at,
+    )
 
 
 class NotificationError(ValueError):

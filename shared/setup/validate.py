@@ -16,13 +16,13 @@ from typing import Any
 
 import httpx
 
+from shared.core.access import column_access, writes_back
 from shared.core.entities import MarketoObject
-from shared.core.mapping import SYNC_FILTER_COLUMN, EntityMapping, FieldState, SyncMapping
+from shared.core.mapping import DELETED_FLAG_FIELD, SYNC_FILTER_COLUMN, EntityMapping, FieldState, SyncMapping
 from shared.dataverse.client import AttributeInfo, ColumnPrivilege, DataverseClient
 from shared.errors import SyncError
 from shared.marketo.client import MarketoClient
 from shared.marketo.models import ObjectDescription
-from shared.pipeline.reconcile import DELETED_FLAG_FIELD
 from shared.settings import Settings
 from shared.setup.marketo_setup import MarketoCheck, check_marketo, daily_usage, person_fields
 from shared.setup.registration import Op, desired, plan
@@ -217,7 +217,6 @@ class Validator:
         table = entity.entity
         problems: list[str] = []
         fixes: list[str] = []
-        writes = entity.rule.two_way
         for f in entity.fields:
             info = attributes.get(f.dynamics)
             if info is None:
@@ -227,30 +226,18 @@ class Validator:
             if f.state is FieldState.BROKEN:
                 problems.append(f"column '{f.dynamics}' is marked broken in the mapping")
                 fixes.append(f"{f.dynamics}: set its state back to active once the column is readable")
-            if not info.valid_for_read:
-                problems.append(f"column '{f.dynamics}' is not valid for read")
-                fixes.append(f"{f.dynamics}: map another column; this one cannot be read through the Web API")
-                continue
-            if info.is_secured:
-                privilege = (privileges or {}).get(info.metadata_id or "")
-                if privilege is None or not privilege.can_read:
-                    problems.append(f"secured column '{f.dynamics}': the sync user has no read privilege")
-                    fixes.append(
-                        f"{f.dynamics}: add the application user to a column security profile with Read allowed "
-                        "on it (Settings > Users + permissions > Column security profiles)"
-                    )
-                elif writes and f.to_dynamics_allowed and not privilege.can_update:
-                    problems.append(f"secured column '{f.dynamics}': the sync user may read but not update it")
-                    fixes.append(f"{f.dynamics}: allow Update in the column security profile, or mark it one_way")
-            if writes and f.to_dynamics_allowed and not info.valid_for_update:
-                problems.append(f"column '{f.dynamics}' is read-only in Dynamics but the mapping writes it")
-                fixes.append(f"{f.dynamics}: set one_way: true in the mapping")
+            privilege = (privileges or {}).get(info.metadata_id or "") if info.is_secured else None
+            verdict = column_access(info, privilege, writes_back=writes_back(entity, f))
+            if not verdict.granted:
+                problems.append(verdict.reason)
+                fixes.append(f"{f.dynamics}: {verdict.fix}")
         if entity.sync_filter and SYNC_FILTER_COLUMN not in attributes:
             problems.append(f"the mapping says {table} has '{SYNC_FILTER_COLUMN}', it does not")
             fixes.append(f"create the Two Options column {SYNC_FILTER_COLUMN} or set sync_filter: false")
         if problems:
             return _failed(f"Columns of {table}", "; ".join(problems), *fixes)
-        return _passed(f"Columns of {table}", f"{len(entity.fields)} mapped columns exist and are readable")
+        detail = f"{len(entity.fields)} mapped columns exist; the sync user may read them (and update what it writes)"
+        return _passed(f"Columns of {table}", detail)
 
     def _change_tracking(self, client: DataverseClient, table: str) -> Check:
         name = f"Change tracking on {table}"

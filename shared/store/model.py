@@ -9,6 +9,11 @@ from typing import Any
 
 from shared.core.values import Canonical
 
+TO_MARKETO = "dynamics_to_marketo"
+"""A sync error's direction: the change was on its way to Marketo (or the read it needed failed)."""
+TO_DYNAMICS = "marketo_to_dynamics"
+"""A sync error's direction: the change was on its way back to Dynamics."""
+
 
 @dataclass(frozen=True, slots=True)
 class Link:
@@ -52,7 +57,7 @@ class SyncErrorRecord:
     entity: str
     record_id: str
     operation: str  # create, update, flag_deleted, read, ...
-    direction: str  # dynamics_to_marketo | marketo_to_dynamics
+    direction: str  # TO_MARKETO | TO_DYNAMICS
     code: str
     message: str
     occurred_at: datetime

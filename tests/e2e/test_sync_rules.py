@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from local.simulators.dataverse.simulator import InjectedFault
-from shared.pipeline.reconcile import DELETED_FLAG_FIELD
+from shared.core.mapping import DELETED_FLAG_FIELD
 from shared.store.model import ErrorStatus
 from tests.e2e.conftest import World
 

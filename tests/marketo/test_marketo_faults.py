@@ -1,13 +1,19 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
 
-from shared.errors import QuotaExhausted, RetryLater, SkipRecord, StopSync, Throttled
+from shared.errors import MissingField, QuotaExhausted, RetryLater, SkipRecord, StopSync, Throttled
 from shared.marketo.faults import Action, classify, next_quota_reset, to_error
 from shared.marketo.models import RecordOutcome, RecordStatus, SkipCode
+from tests.marketo_harness import Harness
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "marketo"
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def envelope(code: str) -> httpx.Response:
@@ -98,3 +104,30 @@ def test_record_level_results_are_values() -> None:
     created = RecordOutcome.from_result(0, {"seq": 0, "status": "created", "marketoGUID": "g-1"}, id_key="marketoGUID")
     assert created.ok
     assert created.id == "g-1"
+
+
+def test_a_field_marketo_does_not_have_is_a_missing_field_naming_it() -> None:
+    recorded = json.loads((FIXTURES / "error_field_not_found.json").read_text())["response"]
+    verdict = classify(httpx.Response(200, json=recorded))
+    assert (verdict.action, verdict.code, verdict.field) == (Action.MISSING_FIELD, "1006", "mobilePhone")
+    error = to_error(verdict, what="get leads", now=NOW)
+    assert isinstance(error, MissingField)
+    assert error.field == "mobilePhone"
+    assert isinstance(error, SkipRecord)  # the rest of the batch goes on
+
+
+def test_a_1006_that_names_no_field_stays_a_plain_skip() -> None:
+    verdict = classify(envelope("1006"))
+    assert verdict.action is Action.SKIP
+    error = to_error(verdict, what="get leads", now=NOW)
+    assert isinstance(error, SkipRecord)
+    assert not isinstance(error, MissingField)
+
+
+def test_reading_a_field_deleted_in_marketo_raises_missing_field(h: Harness) -> None:
+    h.sim.add_lead(email="ada@example.com", mobilePhone="+44 7700 900123")
+    del h.sim.leads.fields["mobilePhone"]
+    with pytest.raises(MissingField) as gone:
+        h.client.get_leads("email", ["ada@example.com"], fields=["email", "mobilePhone"])
+    assert gone.value.field == "mobilePhone"
+    assert h.sim.calls["GET /rest/v1/leads.json"] == 1  # refused at once: asking again cannot help

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 import function_app
 from local.host import Batching
 from local.stack import LocalStack
-from shared.pipeline.feeds import catch_up_dataverse, delta_checkpoint
+from shared.pipeline.feeds import FeedReport, catch_up_dataverse, delta_checkpoint
 
 
 @pytest.fixture
@@ -27,6 +28,11 @@ def stack() -> Iterator[LocalStack]:
         started.stop()
 
 
+def catch_up(stack: LocalStack, **limits: Any) -> FeedReport:
+    svc = stack.services
+    return catch_up_dataverse(svc.store, svc.dataverse, svc.mapping, svc.changes, **limits)
+
+
 def test_an_initial_sync_too_big_for_one_run_resumes_page_by_page(stack: LocalStack) -> None:
     assert stack.tenants is not None
     dv, mk = stack.tenants.dataverse, stack.tenants.marketo
@@ -34,7 +40,7 @@ def test_an_initial_sync_too_big_for_one_run_resumes_page_by_page(stack: LocalSt
     runs = 0
     while True:
         runs += 1
-        report = catch_up_dataverse(stack.services, budget_seconds=0, page_size=2)
+        report = catch_up(stack, budget_seconds=0, page_size=2)
         assert stack.drain(10)
         checkpoint = stack.services.store.get_checkpoint(delta_checkpoint("lead"))
         assert checkpoint is not None
@@ -48,7 +54,7 @@ def test_an_initial_sync_too_big_for_one_run_resumes_page_by_page(stack: LocalSt
     later = dv.user_update  # a change after the initial sync comes through the delta link
     dv.sender = lambda url, headers, body: 0  # with its webhook lost
     later("lead", ids[3], {"lastname": "Changed"}, user_id=stack.tenants.admin_user_id)
-    report = catch_up_dataverse(stack.services)
+    report = catch_up(stack)
     assert report.details["lead"] == 1
     assert stack.drain(10)
     assert [lead["lastName"] for lead in mk.find_leads("dynamicsLeadId", ids[3])] == ["Changed"]

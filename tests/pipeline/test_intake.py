@@ -10,7 +10,8 @@ import pytest
 
 from shared.core.mapping import SyncMapping, load_mapping
 from shared.dataverse.context import parse_context
-from shared.pipeline.intake import Ignored, IntakeError, from_dataverse, from_marketo_webhook
+from shared.errors import InvalidRequest
+from shared.pipeline.intake import Ignored, from_dataverse, from_marketo_webhook
 from shared.pipeline.notification import (
     Kind,
     Notification,
@@ -96,8 +97,16 @@ def test_a_marketo_webhook_names_the_person(lead_id: object) -> None:
     ],
 )
 def test_a_bad_marketo_webhook_is_refused_with_the_reason(payload: object, problem: str) -> None:
-    with pytest.raises(IntakeError, match=problem):
+    with pytest.raises(InvalidRequest, match=problem) as refused:
         from_marketo_webhook(payload)
+    assert refused.value.code == "bad-payload"
+
+
+def test_a_bad_lead_id_is_named_not_repeated() -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        from_marketo_webhook({"leadId": "<script>sneaky</script>"})
+    assert refused.value.field == "leadId"
+    assert "sneaky" not in str(refused.value)
 
 
 def test_notifications_round_trip_through_the_queue_body() -> None:

@@ -7,7 +7,6 @@ Dataverse table, its values set, the field added through the HTTP endpoint and t
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -20,9 +19,56 @@ import function_app
 from local.simulators.dataverse.schema import Column
 from local.stack import IN_PROCESS_HOST, LocalStack
 from shared.core.mapping import FieldState
-from shared.pipeline import marketo_side, quicksync
+from shared.pipeline import marketo_side
+from shared.pipeline.quicksync.backfill import range_filter
+from shared.pipeline.quicksync.jobs import JobState, QuickSyncJob
+from shared.pipeline.quicksync.status import quick_sync_status
+from shared.store.mapping import CHANGED, entity_document
+from shared.store.model import Checkpoint
 
 TIER_OPTIONS = {1: "Bronze", 2: "Silver", 3: "Gold"}
+
+
+class Clock:
+    """Wall-clock time that moves only when a test moves it."""
+
+    def __init__(self, start: datetime) -> None:
+        self.moment = start
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+    def advance(self, delta: timedelta) -> None:
+        self.moment += delta
+
+
+def test_range_filter_on_modifiedon() -> None:
+    assert range_filter(None, None) is None
+    assert range_filter("2024-01-01T00:00:00Z", None) == "modifiedon ge 2024-01-01T00:00:00Z"
+    both = range_filter("2024-01-01T00:00:00Z", "2024-01-31T23:59:59Z")
+    assert both == "modifiedon ge 2024-01-01T00:00:00Z and modifiedon le 2024-01-31T23:59:59Z"
+
+
+def test_a_job_survives_the_trip_through_its_checkpoint() -> None:
+    job = QuickSyncJob(
+        id="j1",
+        entity="lead",
+        column="new_x",
+        marketo_field="x",
+        state=JobState.RUNNING,
+        created_at="2024-01-01T00:00:00Z",
+        next_link="https://org/api/data/v9.2/leads?$skiptoken=abc",
+        pages=3,
+        records_done=12,
+    )
+    checkpoint = Checkpoint(job.checkpoint_name, json.dumps(job.to_doc()), datetime.now(UTC), "etag-1")
+    again = QuickSyncJob.from_checkpoint(checkpoint)
+    assert again == job
+    assert again.etag == "etag-1"
+    public = again.public()
+    assert "next_link" not in public
+    assert public["resumable"] is True
+    assert public["state"] == "running"
 
 
 @pytest.fixture
@@ -120,7 +166,7 @@ def test_quick_sync_refreshes_every_linked_person_nulls_included(stack: LocalSta
     assert job["records_done"] == 5
     assert job["records_failed"] == 0
     assert "Quick Sync done" in job["notice"]
-    assert quicksync.quick_sync_status(stack.services)[0]["id"] == job["id"]
+    assert quick_sync_status(stack.services.store)[0]["id"] == job["id"]
 
 
 def test_quick_sync_resumes_across_runs_and_removal_waits_for_it(
@@ -168,14 +214,18 @@ def test_quick_sync_resumes_across_runs_and_removal_waits_for_it(
     assert "new_tier" not in {f["dynamics"] for f in lead["fields"]}
 
 
-def test_the_date_range_limits_the_refresh(stack: LocalStack) -> None:
+def test_the_date_range_limits_the_refresh(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
     ids = seed_leads(stack, 4)
     new_column(stack, "lead", Column("new_segment", "String", max_length=40))
+    assert stack.tenants is not None
+    clock = Clock(datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1))
+    monkeypatch.setattr(stack.tenants.dataverse, "_now", clock)  # Dynamics stamps modifiedon from it
     set_values(stack, "lead", {rid: {"new_segment": "old"} for rid in ids[:2]})
-    boundary = (datetime.now(UTC) + timedelta(seconds=1)).replace(microsecond=0)
-    time.sleep(max(0.0, (boundary - datetime.now(UTC)).total_seconds()) + 0.05)
+    clock.advance(timedelta(minutes=10))
+    boundary = clock()
+    clock.advance(timedelta(minutes=10))
     set_values(stack, "lead", {rid: {"new_segment": "new"} for rid in ids[2:]})
-    stack.tenants.marketo.leads.create_fields([{"name": "segment", "displayName": "Segment", "dataType": "string"}])  # type: ignore[union-attr]
+    stack.tenants.marketo.leads.create_fields([{"name": "segment", "displayName": "Segment", "dataType": "string"}])
 
     status, body = add_field(
         stack,
@@ -245,15 +295,32 @@ def test_add_field_refusals(stack: LocalStack) -> None:
     assert jobs(stack) == []
 
 
-def test_a_secured_column_the_sync_user_may_read_can_be_added(stack: LocalStack) -> None:
+def test_a_secured_column_the_sync_user_may_only_read_is_added_one_way(stack: LocalStack) -> None:
     tenants = stack.tenants
     assert tenants is not None
     tenants.dataverse.grant_column(tenants.sync_user_id, "lead", "new_salarynotes", read=True, update=False)
+    wanted = {"dynamics": "new_salarynotes", "marketo": "salaryNotes", "create_marketo_field": True}
+
+    status, code, message = refusal(stack, wanted)  # two-way: Marketo's edits would be written back
+    assert (status, code) == (422, "column-not-writable")
+    assert "no Update privilege" in message
+    assert '"one_way": true' in message
+    assert "salaryNotes" not in tenants.marketo.leads.fields  # refused before anything was created in Marketo
+
+    status, body = add_field(stack, "lead", {**wanted, "one_way": True})
+    assert status == 202, body
+    assert (body["field"]["type"], body["field"]["one_way"]) == ("text", True)
+
+
+def test_a_secured_column_the_sync_user_may_read_and_update_is_added_two_way(stack: LocalStack) -> None:
+    tenants = stack.tenants
+    assert tenants is not None
+    tenants.dataverse.grant_column(tenants.sync_user_id, "lead", "new_salarynotes", read=True, update=True)
     status, body = add_field(
         stack, "lead", {"dynamics": "new_salarynotes", "marketo": "salaryNotes", "create_marketo_field": True}
     )
     assert status == 202, body
-    assert body["field"]["type"] == "text"
+    assert "one_way" not in body["field"]
 
 
 def test_one_way_objects_are_upserted_on_their_link_field(stack: LocalStack) -> None:
@@ -337,14 +404,15 @@ def test_a_field_waiting_without_a_job_gets_one(stack: LocalStack) -> None:
     set_values(stack, "lead", {ids[0]: {"new_region": "EMEA"}})
     stack.tenants.marketo.leads.create_fields([{"name": "region", "displayName": "Region", "dataType": "string"}])  # type: ignore[union-attr]
 
-    def by_hand(document: dict[str, Any]) -> None:
-        lead = quicksync.entity_document(document, "lead")
+    def by_hand(document: dict[str, Any]) -> bool:
+        lead = entity_document(document, "lead")
         assert lead is not None
         lead["fields"].append(
             {"dynamics": "new_region", "marketo": "region", "type": "text", "state": "awaiting_quick_sync"}
         )
+        return CHANGED
 
-    quicksync.edit_mapping(stack.services, by_hand)
+    stack.services.mappings.update(by_hand)  # saved without a job, as a crash before the job would leave it
     stack.host.fire("quick_sync")
 
     (job,) = jobs(stack)

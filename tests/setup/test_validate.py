@@ -17,10 +17,10 @@ def _validate(world: World, *extra: str, **kwargs: Any) -> tuple[int, dict[str, 
     return code, {c["name"]: c for c in report["checks"]}, out
 
 
-def _with_lead_field(mapping: SyncMapping, column: str, marketo: str) -> SyncMapping:
+def _with_lead_field(mapping: SyncMapping, column: str, marketo: str, *, one_way: bool = False) -> SyncMapping:
     data = json.loads(mapping.model_dump_json())
     lead = next(e for e in data["entities"] if e["entity"] == "lead")
-    lead["fields"].append({"dynamics": column, "marketo": marketo, "type": "text"})
+    lead["fields"].append({"dynamics": column, "marketo": marketo, "type": "text", "one_way": one_way})
     return load_mapping(data)
 
 
@@ -71,13 +71,36 @@ def test_a_secured_column_needs_a_field_security_privilege(world: World) -> None
     assert code == 1
     check = checks["Columns of lead"]
     assert check["status"] == "FAIL"
-    assert "secured column 'new_salarynotes': the sync user has no read privilege" in check["detail"]
-    assert any("column security profile" in fix for fix in check["fixes"])
+    assert "the sync user cannot read new_salarynotes" in check["detail"]
+    assert "new_salarynotes: add it to a field security profile with Read" in check["fixes"]
 
     tenants = world.tenants
     tenants.dataverse.grant_column(tenants.sync_user_id, "lead", "new_salarynotes", read=True, update=True)
     _code, checks, _ = _validate(world, mapping=mapping)
     assert checks["Columns of lead"]["status"] == "PASS"
+
+
+def test_a_two_way_field_needs_update_on_its_secured_column_a_one_way_field_does_not(world: World) -> None:
+    tenants = world.tenants
+    tenants.dataverse.grant_column(tenants.sync_user_id, "lead", "new_salarynotes", read=True, update=False)
+    two_way = _with_lead_field(world.mapping, "new_salarynotes", "salaryNotes")
+    _code, checks, _ = _validate(world, mapping=two_way)
+    check = checks["Columns of lead"]
+    assert check["status"] == "FAIL"
+    assert "the sync user may read new_salarynotes but has no Update privilege on it" in check["detail"]
+    assert any('"one_way": true' in fix for fix in check["fixes"])
+
+    one_way = _with_lead_field(world.mapping, "new_salarynotes", "salaryNotes", one_way=True)
+    _code, checks, _ = _validate(world, mapping=one_way)
+    assert checks["Columns of lead"]["status"] == "PASS"
+
+
+def test_a_two_way_field_cannot_write_a_read_only_column(world: World) -> None:
+    mapping = _with_lead_field(world.mapping, "modifiedon", "dynamicsModifiedOn")
+    _code, checks, _ = _validate(world, mapping=mapping)
+    check = checks["Columns of lead"]
+    assert check["status"] == "FAIL"
+    assert "modifiedon is read-only in Dynamics, and a two-way field writes it back" in check["detail"]
 
 
 def test_change_tracking_off(world: World) -> None:

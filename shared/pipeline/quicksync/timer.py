@@ -1,0 +1,235 @@
+"""The Quick Sync timer run: work the queued and running jobs, oldest first, page by page, within a time budget.
+
+Contract: the job is saved after every page, on its checkpoint's ETag, so two instances never both advance one
+job and a run cut short (budget spent, function timeout, crash) resumes at the next page. A paused entity's jobs
+wait. A field waiting for a Quick Sync without a job gets one. A job whose field left the mapping (or broke) is
+cancelled. What goes wrong stops the job where it is: a stale resume link restarts it from the first page
+(refreshing is idempotent), a transient failure or a configuration problem ends the run and the next run resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.core.mapping import FieldState, SyncMapping
+from shared.dataverse.client import DataverseClient
+from shared.errors import Conflict, SkipRecord, StopSync, SyncError
+from shared.marketo.client import MarketoClient
+from shared.pipeline.feeds import record_run
+from shared.pipeline.ports import LiveMapping
+from shared.pipeline.quicksync.backfill import Backfill
+from shared.pipeline.quicksync.jobs import MAX_PAGE_SIZE, JobState, QuickSyncJob, create_job, iso, list_jobs, save_job
+from shared.settings import Settings
+from shared.store.base import StateStore
+from shared.store.mapping import CHANGED, UNCHANGED, entity_document
+
+log = logging.getLogger(__name__)
+
+TIMER = "quick_sync"
+
+
+@dataclass(frozen=True, slots=True)
+class RunLimits:
+    """How much one timer run may do. The function timeout is 10 minutes: stop well before it."""
+
+    budget_seconds: float = 480.0
+    page_size: int = MAX_PAGE_SIZE
+
+
+DEFAULT_LIMITS = RunLimits()
+
+
+def run_limits(settings: Settings) -> RunLimits:
+    """``QUICK_SYNC_BUDGET_SECONDS`` / ``QUICK_SYNC_PAGE_SIZE``."""
+    return RunLimits(budget_seconds=settings.quick_sync_budget_seconds, page_size=settings.quick_sync_page_size)
+
+
+@dataclass
+class RunReport:
+    jobs: list[str] = field(default_factory=list)
+    pages: int = 0
+    records: int = 0
+    finished: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    out_of_time: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+def set_field_state(
+    mapping: LiveMapping, entity: str, column: str, state: FieldState, *, only_from: Iterable[FieldState]
+) -> SyncMapping:
+    """Move a field to ``state`` if it is still mapped and in one of ``only_from``; the mapping now stored."""
+    allowed = {s.value for s in only_from}
+
+    def change(document: dict[str, Any]) -> bool:
+        for f in (entity_document(document, entity) or {}).get("fields", []):
+            current = f.get("state", FieldState.ACTIVE.value)
+            if f.get("dynamics") == column and current in allowed and current != state.value:
+                f["state"] = state.value
+                return CHANGED
+        return UNCHANGED
+
+    return mapping.update(change)
+
+
+@dataclass
+class _Run:
+    store: StateStore
+    dataverse: DataverseClient
+    marketo: MarketoClient
+    live: LiveMapping
+    limits: RunLimits
+    clock: Callable[[], float]
+    now: Callable[[], datetime]
+    mapping: SyncMapping
+    started: float
+    report: RunReport = field(default_factory=RunReport)
+
+    def out_of_time(self) -> bool:
+        return self.clock() - self.started >= self.limits.budget_seconds
+
+
+def run_quick_sync(
+    store: StateStore,
+    dataverse: DataverseClient,
+    marketo: MarketoClient,
+    mapping: LiveMapping,
+    *,
+    limits: RunLimits = DEFAULT_LIMITS,
+    clock: Callable[[], float] = time.monotonic,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> RunReport:
+    """Work the queued and running jobs, oldest first, until they are done or the time budget is spent."""
+    started = clock()
+    run = _Run(store, dataverse, marketo, mapping, limits, clock, now, mapping.current(), started)
+    _adopt_orphans(run)
+    pause = store.get_pause()
+    for job in list_jobs(store):
+        if not job.state.active:
+            continue
+        if run.report.pages and run.out_of_time():
+            run.report.out_of_time = True
+            break
+        if pause.is_paused(job.entity):
+            log.info("Quick Sync %s waits: %s is paused", job.id, job.entity)
+            continue
+        try:
+            _work(run, job)
+        except StopSync as exc:
+            _note_error(run, job, exc)
+            break  # credentials, configuration or quota: nothing else will go better in this run
+        except SkipRecord as exc:
+            _note_error(run, job, exc)
+            if job.next_link is not None:  # a stale resume link: start over (a refresh is idempotent)
+                job.next_link, job.restarts = None, job.restarts + 1
+                _save_quietly(run, job)
+        except SyncError as exc:
+            _note_error(run, job, exc)
+            break  # transient (throttled, down): the next run resumes from the last saved page
+    record_run(store, TIMER, now())
+    return run.report
+
+
+def _adopt_orphans(run: _Run) -> None:
+    """A field waiting for a Quick Sync with no job (a crash between saving the mapping and the job, or a
+    mapping edited by hand) gets one, so it can never wait forever."""
+    jobs = [j for j in list_jobs(run.store) if j.state.active]
+    for entity in run.mapping.entities:
+        for f in entity.fields:
+            if not f.state.in_quick_sync:
+                continue
+            if any(j.entity == entity.entity and j.column == f.dynamics for j in jobs):
+                continue
+            job = create_job(run.store, entity.entity, f, now=run.now())
+            run.report.adopted.append(job.id)
+            log.warning(
+                "Quick Sync job %s created for %s.%s, which waited without one", job.id, entity.entity, f.dynamics
+            )
+
+
+def _work(run: _Run, job: QuickSyncJob) -> None:
+    entity = run.mapping.by_entity.get(job.entity)
+    f = entity.by_column.get(job.column) if entity is not None else None
+    if entity is None or f is None or f.state is FieldState.BROKEN:
+        why = "is no longer mapped" if f is None else "is broken (see the status view)"
+        _finish(run, job, JobState.CANCELLED, f"Quick Sync of {job.entity}.{job.column} cancelled: the field {why}")
+        return
+    try:
+        if job.state is JobState.QUEUED:
+            job.state, job.started_at = JobState.RUNNING, iso(run.now())
+        job.runs += 1
+        job = save_job(run.store, job, run.now())  # claims the job for this run
+    except Conflict:
+        log.info("Quick Sync %s is being worked by another instance", job.id)
+        return
+    run.report.jobs.append(job.id)
+    run.mapping = set_field_state(
+        run.live, job.entity, job.column, FieldState.QUICK_SYNC_RUNNING, only_from=(FieldState.AWAITING_QUICK_SYNC,)
+    )
+    backfill = Backfill(run.store, run.dataverse, run.marketo, entity, f)
+    page_size = max(1, min(job.page_size or run.limits.page_size, MAX_PAGE_SIZE))
+    while not job.paged_all:
+        outcome = backfill.page(job, page_size, run.now())
+        job.pages += 1
+        job.records_read += outcome.read
+        job.records_done += outcome.done
+        job.records_unlinked += outcome.unlinked
+        job.records_failed += outcome.failed
+        job.records_left_to_live_sync += len(outcome.conflicts)
+        job.next_link, job.paged_all, job.last_error = outcome.next_link, outcome.next_link is None, None
+        run.report.pages += 1
+        run.report.records += outcome.read
+        counts = {"quick_sync": outcome.done, "errors": outcome.failed}
+        run.store.add_counts(entity.entity, {k: v for k, v in counts.items() if v})
+        try:
+            job = save_job(run.store, job, run.now())
+        except Conflict:
+            log.warning("Quick Sync %s was advanced by another instance; this run leaves it", job.id)
+            return
+        if not job.paged_all and run.out_of_time():
+            run.report.out_of_time = True
+            log.info("Quick Sync %s: time budget spent after page %d; the next run resumes", job.id, job.pages)
+            return
+    run.mapping = set_field_state(
+        run.live,
+        job.entity,
+        job.column,
+        FieldState.ACTIVE,
+        only_from=(FieldState.AWAITING_QUICK_SYNC, FieldState.QUICK_SYNC_RUNNING),
+    )
+    notice = (
+        f"Quick Sync done: {job.entity}.{job.column} -> Marketo {job.marketo_field}: {job.records_done} records "
+        f"refreshed, {job.records_failed} failed (see sync errors), {job.records_unlinked} not linked, "
+        f"{job.records_left_to_live_sync} left to the live sync, in {job.pages} pages over {job.runs} runs"
+    )
+    _finish(run, job, JobState.DONE, notice)
+    run.report.finished.append(job.id)
+
+
+def _finish(run: _Run, job: QuickSyncJob, state: JobState, notice: str) -> None:
+    moment = run.now()
+    job.state, job.finished_at, job.notice, job.next_link = state, iso(moment), notice, None
+    try:
+        save_job(run.store, job, moment)
+    except Conflict:
+        log.info("Quick Sync %s was finished by another instance", job.id)
+        return
+    log.warning("%s", notice)  # the notice: at WARNING so it reaches the alerts, and kept on the job
+
+
+def _note_error(run: _Run, job: QuickSyncJob, exc: SyncError) -> None:
+    log.warning("Quick Sync %s stopped at page %d: %s", job.id, job.pages, exc)
+    run.report.errors.append(f"{job.id}: {exc}")
+    job.last_error = str(exc)
+    _save_quietly(run, job)
+
+
+def _save_quietly(run: _Run, job: QuickSyncJob) -> None:
+    with suppress(Conflict):  # someone else moved it on; their state stands
+        save_job(run.store, job, run.now())

@@ -1,0 +1,112 @@
+"""The batch flow: plan the batch, reconcile each entity's records, then finish.
+
+Finishing puts back the notifications of records that changed under us (a second later, one attempt more),
+stores the sync errors and the counters the status view shows, and logs what was written. Paused entities'
+notifications go back on the queue at once, to be looked at again after the pause delay.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from shared.core.mapping import EntityMapping, SyncMapping
+from shared.dataverse.client import DataverseClient
+from shared.marketo.client import MarketoClient
+from shared.pipeline.notification import Notification, notification_message
+from shared.pipeline.reconcile.batch import Batch, BatchReport, Target, plan_batch
+from shared.pipeline.reconcile.objects import reconcile_objects
+from shared.pipeline.reconcile.persons import reconcile_persons
+from shared.queueing import QueueSender
+from shared.store.base import StateStore
+from shared.store.mapping import MappingRepository
+
+log = logging.getLogger(__name__)
+
+REQUEUE_DELAY = timedelta(seconds=1)
+
+
+class Reconciler:
+    """Reconciles batches of notifications; one per batch is cheap (the composition root builds one each time)."""
+
+    def __init__(
+        self,
+        mapping: SyncMapping,
+        store: StateStore,
+        dataverse: DataverseClient,
+        marketo: MarketoClient,
+        queue: QueueSender,
+        queue_name: str,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        pause_delay: timedelta = timedelta(seconds=30),
+        on_mapping_change: Callable[[], object] | None = None,
+        mappings: MappingRepository | None = None,
+    ) -> None:
+        """``mappings`` is the stored mapping document, where a vanished field is marked broken (by default the
+        store's, seeded from ``mapping``); ``on_mapping_change`` tells the process its cached mapping is stale."""
+        self.mapping = mapping
+        self.store = store
+        self.dataverse = dataverse
+        self.marketo = marketo
+        self.queue = queue
+        self.queue_name = queue_name
+        self.clock = clock
+        self.pause_delay = pause_delay
+        self.on_mapping_change = on_mapping_change
+        self.mappings = mappings or MappingRepository(store, mapping.model_dump_json)
+
+    def run(self, notes: Sequence[Notification]) -> BatchReport:
+        batch = Batch(
+            self.mapping, self.mappings, self.store, self.dataverse, self.marketo, self.clock, self.on_mapping_change
+        )
+        report = batch.report
+        pause = self.store.get_pause()
+        persons = self.store.find_many_by_marketo(
+            "lead", [n.marketo_id for n in notes if n.dynamics_id is None and n.marketo_id]
+        )
+        plan = plan_batch(notes, self.mapping, pause, persons)
+        report.ignored.extend(plan.ignored)
+        report.deferred.extend(plan.deferred)
+        if plan.deferred:
+            self._defer(plan.deferred)
+        two_way: list[tuple[EntityMapping, list[Target]]] = []
+        for entity, targets in plan.targets.items():
+            mapping = batch.mapping.get(entity)
+            if mapping.rule.two_way:
+                two_way.append((mapping, targets))
+            else:
+                reconcile_objects(batch, mapping, targets)
+        if two_way:
+            reconcile_persons(batch, two_way)
+        self._finish(report)
+        self.mapping = batch.mapping  # fields marked broken stay out of this reconciler's next batches
+        return report
+
+    def _defer(self, notes: Sequence[Notification]) -> None:
+        """Paused entities: their notifications wait on the queue and come back after the pause delay."""
+        when = self.clock() + self.pause_delay
+        stamp = self.clock().isoformat()
+        messages = [
+            notification_message(n.model_copy(update={"dedupe_key": f"{n.dedupe_key or ''}|paused@{stamp}"}), when)
+            for n in notes
+        ]
+        self.queue.send(self.queue_name, messages)
+
+    def _finish(self, report: BatchReport) -> None:
+        if report.requeued:
+            when = self.clock() + REQUEUE_DELAY
+            self.queue.send(self.queue_name, [notification_message(n, when) for n in report.requeued])
+        for entity, _, decision in report.decisions:
+            # Decisions carried out, counted as made: when two instances race on one record, both carried
+            # out the same resolution (the loser is re-decided), so a collision can count twice.
+            report.count(entity, decision)
+        for error in report.errors:
+            self.store.add_error(error)
+            report.counts[error.entity]["errors"] += 1 if error.field is None else 0
+        for entity, counts in report.counts.items():
+            self.store.add_counts(entity, {k: v for k, v in counts.items() if v}, at=self.clock())
+        for entity, rid, decision in report.decisions:
+            if decision.has_writes or decision.errors:
+                log.info("reconciled %s %s: %s", entity, rid, decision.summary())
