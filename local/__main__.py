@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     stack = LocalStack(
         function_app.app, port=args.port, run_timers=not args.no_timers, overrides=overrides, state_path=args.state
     ).start()
+    key = stack.settings.local_functions_key.get_secret_value()
+    if key and not stack.host.requires_key:  # until LocalStack hands the key to its LocalHost itself
+        stack.host.functions_key = key
     print(banner(stack), flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
@@ -56,6 +59,10 @@ def banner(stack: LocalStack) -> str:
     ]
     for route in stack.host.functions.http:
         lines.append(f"    {'/'.join(sorted(route.methods)):<10} /api/{route.route}")
+    if stack.host.requires_key:
+        lines.append("  key            required: ?code=$LOCAL_FUNCTIONS_KEY or the x-functions-key header")
+    else:
+        lines.append("  key            not required (set LOCAL_FUNCTIONS_KEY to require one)")
     lines.append(f"  queue          {s.changes_queue} (local broker), timers: "
                  + ", ".join(t.name for t in stack.host.functions.timers))  # fmt: skip
     if stack.tenants is not None:

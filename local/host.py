@@ -8,17 +8,18 @@ Functions host resolves app settings.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 import httpx
@@ -26,7 +27,7 @@ from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
 
 from local.broker import Delivered, LocalBroker
-from local.loopback import LoopbackServer
+from local.loopback import LoopbackServer, MiB, ServerLimits
 from local.ncrontab import Schedule
 
 log = logging.getLogger("localhost")
@@ -52,6 +53,11 @@ class HttpRoute:
     pattern: re.Pattern[str]
     arg: str
     call: Callable[..., Any]
+    auth_level: str = "FUNCTION"  # the binding's authLevel: ANONYMOUS, FUNCTION or ADMIN
+
+    @property
+    def needs_key(self) -> bool:
+        return self.auth_level != "ANONYMOUS"
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,8 @@ def discover(app: func.FunctionApp, env: Mapping[str, str]) -> Discovered:
         if kind == "httpTrigger":
             route = trigger.get("route") or name
             methods = frozenset(m.upper() for m in (trigger.get("methods") or ["GET", "POST"]))
-            found.http.append(HttpRoute(name, route, methods, _route_pattern(route), trigger["name"], call))
+            level = str(trigger.get("authLevel") or "FUNCTION").upper()
+            found.http.append(HttpRoute(name, route, methods, _route_pattern(route), trigger["name"], call, level))
         elif kind == "serviceBusTrigger":
             queue = resolve(trigger["queueName"], env)
             many = str(trigger.get("cardinality", "one")).lower() == "many"
@@ -165,9 +172,66 @@ class Batching:
 
 HOST_JSON = Path(__file__).resolve().parents[1] / "host.json"
 
+# --- HTTP guards -----------------------------------------------------------------------------------------------
+
+HTTP_LIMITS = ServerLimits(max_body=4 * MiB, max_connections=64)
+"""The local host's HTTP layer: bodies up to 4 MiB reach the functions (so the webhooks' own 1 MiB limit answers
+in the product's words); larger ones get the HTTP layer's 413."""
+KEY_SETTING = "LOCAL_FUNCTIONS_KEY"
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
+"""What an HTML form (or a "simple" cross-site fetch) can send without a CORS preflight."""
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+
+
+def problem(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> httpx.Response:
+    """The product's error shape, ``{"error": {"code", "message"}}``, for the host's own refusals."""
+    return httpx.Response(status, headers=headers, json={"error": {"code": code, "message": message}})
+
+
+def _origin(scheme: str, host: str, port: int | None) -> str:
+    default = {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
+
+
+def own_origins(url: httpx.URL) -> frozenset[str]:
+    """The origins a page served by this host can have: its URL's, and the loopback names at the same port."""
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    return frozenset(_origin(url.scheme, name, url.port) for name in (host, *_LOOPBACK_NAMES))
+
+
+def _normalised_origin(value: str) -> str | None:
+    try:
+        parts = urlsplit(value.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not parts.scheme or not host:
+        return None  # "null" (a sandboxed frame, a file:// page) is nobody's own origin
+    return _origin(parts.scheme.lower(), f"[{host}]" if ":" in host else host, port)
+
+
+def is_cross_origin(request: httpx.Request) -> bool:
+    """Did a page of another origin send this? Browsers send ``Origin`` with every POST; ``Sec-Fetch-Site`` tells
+    too (``same-site`` counts: on loopback a site-mate is another port, that is another application)."""
+    origin = request.headers.get("origin")
+    if origin is not None and _normalised_origin(origin) not in own_origins(request.url):
+        return True
+    return request.headers.get("sec-fetch-site", "").strip().lower() in ("cross-site", "same-site")
+
+
+def media_type(request: httpx.Request) -> str:
+    value: str = request.headers.get("content-type", "")
+    return value.split(";", 1)[0].strip().lower()
+
 
 class LocalHost:
-    """Serves HTTP functions, pumps queues into queue functions, fires timers. ``start()`` / ``stop()``."""
+    """Serves HTTP functions, pumps queues into queue functions, fires timers. ``start()`` / ``stop()``.
+
+    ``functions_key`` (default: the ``LOCAL_FUNCTIONS_KEY`` of ``env``), when set, is required by every function
+    whose ``authLevel`` is not anonymous, as the Functions host requires a function or host key in Azure.
+    ``form_routes`` names the functions that take form bodies (none do today).
+    """
 
     def __init__(
         self,
@@ -179,13 +243,19 @@ class LocalHost:
         batching: Batching | None = None,
         retry_delay: float = 1.0,
         run_timers: bool = True,
+        functions_key: str | None = None,
+        form_routes: Collection[str] = (),
+        http_limits: ServerLimits | None = None,
     ) -> None:
+        settings = env if env is not None else dict(os.environ)
         self.broker = broker
-        self.functions = discover(app, env if env is not None else dict(os.environ))
+        self.functions = discover(app, settings)
+        self.functions_key = functions_key if functions_key is not None else settings.get(KEY_SETTING, "")
+        self.form_routes = frozenset(form_routes)
         self.batching = batching or Batching.from_host_json(HOST_JSON)
         self.retry_delay = retry_delay
         self.run_timers = run_timers
-        self._server = LoopbackServer(self.handle_http, port=port)
+        self._server = LoopbackServer(self.handle_http, port=port, limits=http_limits or HTTP_LIMITS)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.timer_runs: dict[str, int] = {}
@@ -194,38 +264,72 @@ class LocalHost:
     def url(self) -> str:
         return self._server.url
 
+    @property
+    def requires_key(self) -> bool:
+        return bool(self.functions_key)
+
     # --- HTTP ----------------------------------------------------------------------------------------------------
 
     def handle_http(self, request: httpx.Request) -> httpx.Response:
+        """Route to the function, after the refusals of :meth:`_guard`; 404 / 405 (with ``Allow``) as routing says.
+
+        OPTIONS is routed like any method: no function lists it, so it gets 405 and no ``Access-Control-*``
+        header, which is what the Functions host does for an app without CORS settings (it answers no preflight;
+        the method simply matches no function). A browser's preflight therefore fails, as it would in Azure.
+        """
         path = request.url.path
-        matched_path = False
-        for route in self.functions.http:
-            match = route.pattern.match(path)
-            if not match:
-                continue
-            matched_path = True
-            if request.method not in route.methods:
-                continue
-            req = func.HttpRequest(
-                request.method,
-                str(request.url),
-                headers=dict(request.headers),
-                params=dict(parse_qsl(request.url.query.decode(), keep_blank_values=True)),
-                route_params=match.groupdict(),
-                body=request.content,
-            )
-            try:
-                response = route.call(**{route.arg: req})
-            except Exception as exc:  # the Functions host answers 500 too; the log says why
-                log.exception("function %s failed", route.name)
-                return httpx.Response(500, json={"error": f"function '{route.name}' failed: {type(exc).__name__}"})
-            headers = dict(response.headers)
-            if response.mimetype and "content-type" not in {k.lower() for k in headers}:
-                headers["content-type"] = response.mimetype
-            return httpx.Response(response.status_code, headers=headers, content=response.get_body())
-        if matched_path:
-            return httpx.Response(405, json={"error": f"method {request.method} not allowed on {path}"})
-        return httpx.Response(404, json={"error": f"no function serves {path}"})
+        matches = [(route, m) for route in self.functions.http if (m := route.pattern.match(path))]
+        if not matches:
+            return problem(404, "not-found", "no function serves this path")
+        chosen = next(((route, m) for route, m in matches if request.method in route.methods), None)
+        if chosen is None:
+            allowed = ", ".join(sorted(frozenset().union(*(route.methods for route, _ in matches))))
+            return problem(405, "method-not-allowed", f"this path takes {allowed}", {"Allow": allowed})
+        route, match = chosen
+        params = dict(parse_qsl(request.url.query.decode(), keep_blank_values=True))
+        refused = self._guard(request, route, params)
+        if refused is not None:
+            return refused
+        req = func.HttpRequest(
+            request.method,
+            str(request.url),
+            headers=dict(request.headers),
+            params=params,
+            route_params=match.groupdict(),
+            body=request.content,
+        )
+        try:
+            response = route.call(**{route.arg: req})
+        except Exception as exc:  # the Functions host answers 500 too; the log says why
+            log.exception("function %s failed", route.name)
+            message = f"function '{route.name}' failed with an unexpected {type(exc).__name__}; see the host log"
+            return problem(500, "internal", message)
+        headers = dict(response.headers)
+        if response.mimetype and "content-type" not in {k.lower() for k in headers}:
+            headers["content-type"] = response.mimetype
+        return httpx.Response(response.status_code, headers=headers, content=response.get_body())
+
+    def _guard(self, request: httpx.Request, route: HttpRoute, params: Mapping[str, str]) -> httpx.Response | None:
+        """What a developer's machine needs before a function runs, since any web page can reach 127.0.0.1.
+
+        A write from another origin's page: 403 (a plain ``<form method=post>`` needs no CORS to be sent). No or
+        a wrong key for a keyed function, when a key is configured: 401. A form or text body to a keyed function
+        that does not take one: 415 (the admin endpoints read JSON or nothing; these are the bodies a cross-site
+        form can send). Anonymous functions (the webhooks check their own shared secret) need no key.
+        """
+        write = request.method not in SAFE_METHODS
+        if write and is_cross_origin(request):
+            message = "a write from another origin's page is refused (this host allows no cross-origin requests)"
+            return problem(403, "cross-origin-refused", message)
+        if route.needs_key and self.functions_key:
+            given = request.headers.get("x-functions-key") or params.get("code") or ""
+            if not hmac.compare_digest(given.encode(), self.functions_key.encode()):
+                message = "this function needs the host's key: the x-functions-key header or ?code="
+                return problem(401, "unauthorized", message)
+        if write and route.needs_key and route.name not in self.form_routes and media_type(request) in FORM_TYPES:
+            message = "form and text/plain bodies are refused here; send application/json (or no body)"
+            return problem(415, "unsupported-media-type", message)
+        return None
 
     # --- queues ------------------------------------------------------------------------------------------------
 

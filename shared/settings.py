@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     )
     mapping_file: str = Field(default="config/mapping.json", validation_alias=AliasChoices("SYNC_MAPPING_FILE"))
 
+    # --- Local host (python -m local) ----------------------------------------------------------------------------
+    local_functions_key: SecretStr = Field(default=SecretStr(""), validation_alias=AliasChoices("LOCAL_FUNCTIONS_KEY"))
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
