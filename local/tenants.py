@@ -23,9 +23,8 @@ from local.simulators.dataverse.simulator import DataverseSimulator
 from local.simulators.marketo.simulator import MarketoSimulator
 from local.simulators.marketo.webhook import WebhookConfig
 from shared.core.entities import MarketoObject
-from shared.core.mapping import SYNC_FILTER_COLUMN, FieldMapping, FieldType, SyncMapping
+from shared.core.mapping import DELETED_FLAG_FIELD, SYNC_FILTER_COLUMN, FieldMapping, FieldType, SyncMapping
 from shared.pipeline.marketo_side import MARKETO_DATA_TYPES
-from shared.pipeline.reconcile import DELETED_FLAG_FIELD
 
 SYNC_CLIENT_ID = "5ad1c0de-0000-4000-8000-00000000c11e"
 DEMO_CLIENT_ID = "de300000-0000-4000-8000-0000000ad310"  # an admin tool for the README walk-through, not the sync
@@ -52,6 +51,16 @@ _LOOKUP_TARGETS = {"ownerid": "systemuser", "parentcustomerid": "account", "orig
 Deliver = Callable[[str, Mapping[str, str], bytes], int]
 
 
+_CONFIGURED = {
+    "DATAVERSE_CLIENT_SECRET": "dataverse_client_secret",
+    "MARKETO_CLIENT_ID": "marketo_client_id",
+    "MARKETO_CLIENT_SECRET": "marketo_client_secret",
+    "DATAVERSE_WEBHOOK_SECRET": "dataverse_webhook_secret",
+    "MARKETO_WEBHOOK_SECRET": "marketo_webhook_secret",
+}
+"""App settings that name a credential the simulated tenants must share with the product."""
+
+
 @dataclass
 class Secrets:
     dataverse_client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
@@ -61,30 +70,40 @@ class Secrets:
     marketo_webhook_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     demo_client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
+    @classmethod
+    def configured(cls, settings: Mapping[str, str]) -> Secrets:
+        """Made up at start, except the ones the operator set: the product checks a webhook against the configured
+        secret, so the simulated plug-in steps and the Marketo webhook must send that one, not an invented one."""
+        return cls(**{name: settings[key] for key, name in _CONFIGURED.items() if settings.get(key)})
 
-def _column(f: FieldMapping, existing: Column | None) -> Column:
-    options = {o.value: o.label for o in f.options}
-    if existing is not None and existing.type in ("Owner",):
-        return existing
+
+def _column(f: FieldMapping) -> Column:
+    """A custom column as a customiser would add it for a mapped field the table does not have."""
     return Column(
         f.dynamics,
         _DATAVERSE_TYPES[f.type],
         max_length=f.dynamics_max_length or (4000 if f.type is FieldType.TEXT else None),  # the Dataverse maximum
-        options=options,
+        options={o.value: o.label for o in f.options},
         target=_LOOKUP_TARGETS.get(f.dynamics, "account") if f.type is FieldType.LOOKUP else None,
+        custom=True,
     )
 
 
 def provision_dataverse(sim: DataverseSimulator, mapping: SyncMapping) -> None:
-    """Every mapped column exists with the mapping's type and options (what the customizer did)."""
+    """Every mapped column exists (what the customiser did): standard columns as Dataverse defines them (their
+    recorded metadata: lengths, choices, requirement levels), the others added with the mapping's type and options."""
     for entity in mapping.entities:
         table: Table | None = sim.tables.get(entity.entity)
         if table is None:
             raise ValueError(f"the simulated organisation has no '{entity.entity}' table")
         for f in entity.fields:
-            table.columns[f.dynamics] = _column(f, table.columns.get(f.dynamics))
+            existing = table.columns.get(f.dynamics)
+            if existing is None or existing.custom:
+                table.columns[f.dynamics] = _column(f)
         if entity.sync_filter:
-            table.columns[SYNC_FILTER_COLUMN] = Column(SYNC_FILTER_COLUMN, "Boolean", options={0: "No", 1: "Yes"})
+            table.columns[SYNC_FILTER_COLUMN] = Column(
+                SYNC_FILTER_COLUMN, "Boolean", options={0: "No", 1: "Yes"}, custom=True
+            )
 
 
 def provision_marketo(sim: MarketoSimulator, mapping: SyncMapping) -> None:

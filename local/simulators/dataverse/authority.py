@@ -2,18 +2,20 @@
 
 Enough for real MSAL to run offline: it fetches ``/{tenant}/v2.0/.well-known/openid-configuration`` when the app
 is built, then POSTs ``grant_type=client_credentials`` with a secret or a signed client assertion (certificate).
+Other OAuth clients send the secret as HTTP Basic (``client_secret_basic``), which Entra accepts as well.
 Error bodies follow Entra's (``error``, ``error_description`` with an AADSTS code, ``error_codes``).
 """
 
 from __future__ import annotations
 
+import base64
 import secrets
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote_plus
 
 import httpx
 import jwt  # PyJWT: MSAL depends on it for certificate credentials
@@ -52,6 +54,18 @@ def _error(status: int, error: str, code: int, description: str) -> httpx.Respon
             "error_uri": f"https://login.microsoftonline.com/error?code={code}",
         },
     )
+
+
+def _basic_credentials(header: str) -> dict[str, str]:
+    """client_secret_basic (RFC 6749 2.3.1): ``Basic base64(urlencoded id ":" urlencoded secret)``."""
+    if not header.lower().startswith("basic "):
+        return {}
+    try:
+        decoded = base64.b64decode(header[6:].strip()).decode("utf-8")
+    except ValueError:
+        return {}
+    client_id, colon, secret = decoded.partition(":")
+    return {"client_id": unquote_plus(client_id), "client_secret": unquote_plus(secret)} if colon else {}
 
 
 class Authority:
@@ -131,6 +145,7 @@ class Authority:
                 self.unavailable -= 1
                 return _error(503, "temporarily_unavailable", 50196, "The server is temporarily unavailable.")
         form = {k: v[0] for k, v in parse_qs(request.content.decode("utf-8")).items()}
+        form |= _basic_credentials(request.headers.get("authorization", ""))
         if form.get("grant_type") != "client_credentials":
             return _error(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
         client_id = form.get("client_id", "")

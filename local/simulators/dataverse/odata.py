@@ -1,13 +1,16 @@
-"""Just enough OData ``$filter`` for what the client sends: comparisons, and/or/not, parentheses, ``In(...)``.
+"""OData ``$filter`` and ``$orderby`` as clients send them to Dataverse.
 
-Rows are Web API shaped dicts; a comparison on a date column compares instants, on a GUID ignores case.
+``$filter``: comparisons (eq ne gt ge lt le), and/or/not, parentheses, ``contains``/``startswith``/``endswith``
+and ``Microsoft.Dynamics.CRM.In(PropertyName=...,PropertyValues=[...])``. Rows are Web API shaped dicts; a
+comparison on a date column compares instants, strings and GUIDs compare without regard to case (Dataverse's
+collation). ``$orderby``: one or more ``property [asc|desc]``; nulls sort first ascending, as SQL Server does.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 Predicate = Callable[[Mapping[str, Any]], bool]
@@ -97,6 +100,7 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.tokens = _tokens(text)
         self.pos = 0
+        self.properties: set[str] = set()
 
     def peek(self) -> tuple[str, str] | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -143,7 +147,28 @@ class _Parser:
             return inner
         if token is not None and token[1] == "Microsoft.Dynamics.CRM.In":
             return self.in_call()
+        if token is not None and token[1] in _STRING_FUNCTIONS and self._next_is("("):
+            return self.string_call()
         return self.comparison()
+
+    def _next_is(self, punct: str) -> bool:
+        return self.pos + 1 < len(self.tokens) and self.tokens[self.pos + 1] == ("punct", punct)
+
+    def string_call(self) -> Predicate:
+        name = self.take()[1]
+        self.take("(")
+        kind, prop = self.take()
+        if kind != "word":
+            raise FilterError(f"{name}() needs a property name first")
+        self.properties.add(prop)
+        self.take(",")
+        lit_kind, raw = self.take()
+        needle = _literal(lit_kind, raw)
+        self.take(")")
+        if not isinstance(needle, str):
+            raise FilterError(f"{name}() needs a string")
+        test = _STRING_FUNCTIONS[name]
+        return lambda row: isinstance(row.get(prop), str) and test(str(row.get(prop)).lower(), needle.lower())
 
     def in_call(self) -> Predicate:
         self.take()
@@ -174,12 +199,14 @@ class _Parser:
         wanted = {str(v).lower() for v in args.get("PropertyValues", [])}
         if not isinstance(prop, str):
             raise FilterError("In() needs PropertyName")
+        self.properties.add(prop)
         return lambda row: str(row.get(prop, "")).lower() in wanted
 
     def comparison(self) -> Predicate:
         kind, prop = self.take()
         if kind != "word":
             raise FilterError(f"expected a property name, got {prop!r}")
+        self.properties.add(prop)
         _, op = self.take()
         if op not in _COMPARE:
             raise FilterError(f"unknown operator {op!r}")
@@ -188,7 +215,52 @@ class _Parser:
         return lambda row: _compare(op, row.get(prop), value)
 
 
+_STRING_FUNCTIONS: dict[str, Callable[[str, str], bool]] = {
+    "contains": lambda value, needle: needle in value,
+    "startswith": lambda value, needle: value.startswith(needle),
+    "endswith": lambda value, needle: value.endswith(needle),
+}
+
+
 def compile_filter(text: str | None) -> Predicate:
+    return parse_filter(text)[0]
+
+
+def parse_filter(text: str | None) -> tuple[Predicate, set[str]]:
+    """The predicate and the property names it reads (the caller checks they exist)."""
     if not text:
-        return lambda row: True
-    return _Parser(text).parse()
+        return (lambda row: True), set()
+    parser = _Parser(text)
+    return parser.parse(), parser.properties
+
+
+def parse_orderby(text: str | None) -> list[tuple[str, bool]]:
+    """``name desc, other`` -> [(name, descending), ...]."""
+    order: list[tuple[str, bool]] = []
+    for part in (text or "").split(","):
+        words = part.split()
+        if not words:
+            continue
+        if len(words) > 2 or (len(words) == 2 and words[1].lower() not in {"asc", "desc"}):
+            raise FilterError(f"invalid $orderby item {part.strip()!r}")
+        order.append((words[0], len(words) == 2 and words[1].lower() == "desc"))
+    return order
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if value is None:
+        return (0, "")
+    instant = _as_instant(value)
+    if instant is not None:
+        return (1, (instant if instant.tzinfo else instant.replace(tzinfo=UTC)).timestamp())
+    if isinstance(value, str):
+        return (1, value.lower())
+    return (1, value)
+
+
+def sort_rows(rows: list[Mapping[str, Any]], order: list[tuple[str, bool]]) -> list[Mapping[str, Any]]:
+    """Stable multi-key sort: the last key first, so earlier keys win."""
+    result = list(rows)
+    for prop, descending in reversed(order):
+        result.sort(key=lambda row: _sort_key(row.get(prop)), reverse=descending)
+    return result

@@ -12,7 +12,6 @@ import pytest
 from local.simulators.dataverse import CapturedWebhooks, DataverseSimulator
 from local.simulators.dataverse.odata import FilterError, compile_filter
 from shared.dataverse.batch import parse_batch_response
-from shared.dataverse.context import dumps_context, render_context
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "dataverse"
 ORG = "https://contoso.crm.dynamics.com"
@@ -240,22 +239,28 @@ def test_batch_response_parses_like_the_documented_one(api: Api) -> None:
     assert_same_shape({"@odata.context": "", "value": []}, parts[1].json())
 
 
-def test_rendered_context_has_the_documented_shape() -> None:
-    recorded = json.loads((FIXTURES / "webhook_update_contact.json").read_text())
-    rendered = json.loads(
-        dumps_context(
-            render_context(
-                message_name="Update",
-                entity_name="contact",
-                entity_id="6d81597f-0f9f-e711-8122-000d3aa2331c",
-                user_id="75c2dd85-e89e-e711-8122-000d3aa2331c",
-                attributes={"firstname": "James"},
-                post_images={"AsynchronousStepPrimaryName": {"fullname": "James Glynn (sample)"}},
-            )
-        )
+def test_a_delivered_context_has_the_shape_of_the_documented_one() -> None:
+    """The webhook body, ParentContext included, against the use-webhooks.md example (keys and JSON types)."""
+    hooks = CapturedWebhooks()
+    sim = DataverseSimulator(sender=hooks)
+    contact = sim.seed("contact", {"firstname": "Jim", "lastname": "Glynn (sample)"})
+    sim.register_webhook(
+        "https://func.example/api/dataverse", entity="contact", message="Update", post_image=["fullname"]
     )
-    assert_same_shape({k: v for k, v in recorded.items() if k != "ParentContext"}, rendered)
+    sim.user_update("contact", contact, {"firstname": "James"}, user_id=sim.add_user("Someone Else"))
+
+    recorded = json.loads((FIXTURES / "webhook_update_contact.json").read_text())
+    rendered = json.loads(hooks.received[0][2])
+    assert_same_shape(recorded, rendered)
     assert set(recorded) <= set(rendered)
+    assert set(recorded["ParentContext"]) <= set(rendered["ParentContext"])
+    assert (rendered["Stage"], rendered["Mode"], rendered["ParentContext"]["Stage"]) == (40, 1, 30)
+    parent_target = rendered["ParentContext"]["InputParameters"][0]["value"]
+    assert {a["key"] for a in parent_target["Attributes"]} == {"firstname", "contactid"}  # what the caller sent
+    target = rendered["InputParameters"][0]["value"]
+    assert {"firstname", "contactid", "fullname", "modifiedon", "modifiedby"} <= {
+        a["key"] for a in target["Attributes"]
+    }
 
 
 @pytest.mark.parametrize(

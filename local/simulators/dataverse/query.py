@@ -1,0 +1,95 @@
+"""Collection queries: ``$select``, ``$filter``, ``$orderby``, ``$top``, ``$count`` and server-driven paging.
+
+Paging follows "Page results" (Power Apps docs, ``webapi/query/page-results.md``): ``Prefer: odata.maxpagesize``
+(default and maximum 5000) sets the page size, the response carries ``@odata.nextLink`` with the original query
+plus a ``$skiptoken`` (opaque to clients), and ``$skip`` is not supported. A query with ``$top`` returns at most
+that many rows and no next link past them. Change tracking (``Prefer: odata.track-changes``) is in ``delta.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from local.simulators.dataverse import errors
+from local.simulators.dataverse.odata import FilterError, parse_filter, parse_orderby, sort_rows
+from local.simulators.dataverse.present import present, select_list
+from local.simulators.dataverse.rows import Caller, Organisation
+from local.simulators.dataverse.schema import Table
+from local.simulators.dataverse.wire import Prefer, json_response, service_root
+
+QUERY_SAFE = "$,()'"  # Dataverse writes $skiptoken / $select literally in links
+
+
+def decode_cursor(token: str | None) -> dict[str, Any]:
+    if not token:
+        return {}
+    try:
+        raw = base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4))
+        cursor = json.loads(raw)
+    except ValueError:
+        raise errors.ApiError(400, "0x80060888", "The $skiptoken is not valid.") from None
+    return cursor if isinstance(cursor, dict) else {}
+
+
+def encode_cursor(offset: int, snapshot: int, since: int | None = None) -> str:
+    cursor = {"o": offset, "s": snapshot} | ({"d": since} if since is not None else {})
+    return base64.urlsafe_b64encode(json.dumps(cursor).encode()).decode().rstrip("=")
+
+
+def link(base: str, table: Table, params: Mapping[str, str]) -> str:
+    return f"{base}{table.entity_set}?{urlencode(dict(params), safe=QUERY_SAFE)}"
+
+
+def context_url(base: str, table: Table, select: list[str] | None, suffix: str = "") -> str:
+    return f"{base}$metadata#{table.entity_set}" + (f"({','.join(select)})" if select else "") + suffix
+
+
+def check_names(table: Table, names: set[str] | list[str]) -> None:
+    for name in names:
+        if table.column_for(name) is None:
+            raise errors.unknown_property(table.logical_name, name)
+
+
+def query(org: Organisation, request: httpx.Request, table: Table, caller: Caller, prefer: Prefer) -> httpx.Response:
+    params = request.url.params
+    base = service_root(request)
+    select = select_list(table, params.get("$select"))
+    if "$expand" in params:
+        raise errors.not_implemented("$expand on table rows")
+    if "$skip" in params:
+        raise errors.ApiError(400, "0x80060888", "The query parameter $skip is not supported")
+    try:
+        predicate, names = parse_filter(params.get("$filter"))
+        order = parse_orderby(params.get("$orderby"))
+    except FilterError as exc:
+        raise errors.query_syntax(str(exc)) from None
+    check_names(table, names)
+    check_names(table, [name for name, _ in order])
+    rows: list[Mapping[str, Any]] = [r for r in org.rows(table).values() if predicate(r)]
+    if order:
+        rows = sort_rows(rows, order)
+    if "$top" in params:
+        try:
+            top = int(params["$top"])
+        except ValueError:
+            raise errors.query_syntax(f"$top must be an integer, not {params['$top']!r}") from None
+        rows = rows[: max(0, top)]
+    cursor = decode_cursor(params.get("$skiptoken"))
+    offset = int(cursor.get("o", 0))
+    snapshot = int(cursor.get("s", org.state.version))
+    page = rows[offset : offset + prefer.max_page_size]
+    body: dict[str, Any] = {"@odata.context": context_url(base, table, select)}
+    if params.get("$count", "").lower() == "true":
+        body["@odata.count"] = min(len(rows), 5000)
+    body["value"] = [present(org, table, r, select, caller, prefer.annotations) for r in page]
+    if offset + prefer.max_page_size < len(rows):
+        following = {k: v for k, v in params.items() if k != "$skiptoken"}
+        following["$skiptoken"] = encode_cursor(offset + prefer.max_page_size, snapshot)
+        body["@odata.nextLink"] = link(base, table, following)
+    return json_response(200, body, prefer.applied_annotations())
