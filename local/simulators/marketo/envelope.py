@@ -19,6 +19,7 @@ CSV_CONTENT_TYPE = "text/csv;charset=UTF-8"
 ERROR_MESSAGES = {
     "601": "Access token invalid",
     "602": "Access token expired",
+    "603": "Access denied",
     "604": "Request timed out",
     "605": "HTTP Method not supported",
     "606": "Max rate limit '100' exceeded with in '20' secs",
@@ -29,6 +30,7 @@ ERROR_MESSAGES = {
     "611": "System error",
     "612": "Invalid Content Type",
     "613": "Invalid Multipart Request",
+    "614": "Invalid Subscription",
     "615": "Concurrent access limit reached",
     "701": "cannot be blank",
     "702": "No data found for a given search scenario",
@@ -42,7 +44,9 @@ ERROR_MESSAGES = {
     "1011": "Field not supported",
     "1013": "Object not found",
     "1016": "Too many imports",
+    "1029": "Too many jobs in queue",
 }
+ERROR_CODE = "marketo.error_code"  # a Response extension: the code an error envelope carries (never on the wire)
 
 
 class RequestIds:
@@ -58,10 +62,10 @@ class RequestIds:
         return f"{number:x}#{int(now * 1000):x}"
 
 
-def json_response(status: int, body: Any) -> httpx.Response:
+def json_response(status: int, body: Any, *, extensions: dict[str, Any] | None = None) -> httpx.Response:
     """A JSON answer (UTF-8, non-ASCII kept as is) with Marketo's content type."""
     content = json.dumps(body, ensure_ascii=False).encode()
-    return httpx.Response(status, content=content, headers={"content-type": JSON_CONTENT_TYPE})
+    return httpx.Response(status, content=content, headers={"content-type": JSON_CONTENT_TYPE}, extensions=extensions)
 
 
 def ok(request_id: str, result: list[Any] | None = None, **extra: Any) -> httpx.Response:
@@ -73,8 +77,17 @@ def ok(request_id: str, result: list[Any] | None = None, **extra: Any) -> httpx.
 
 
 def error(request_id: str, code: str, message: str | None = None) -> httpx.Response:
+    """A response-level error. The code also rides along as the :data:`ERROR_CODE` extension, so the simulator
+    can book it (stats/errors, no quota charge) without parsing its own answer."""
     text = message or ERROR_MESSAGES.get(code, "Error")
-    return json_response(200, {"requestId": request_id, "success": False, "errors": [{"code": code, "message": text}]})
+    body = {"requestId": request_id, "success": False, "errors": [{"code": code, "message": text}]}
+    return json_response(200, body, extensions={ERROR_CODE: code})
+
+
+def error_code(response: httpx.Response) -> str | None:
+    """The code of an error envelope made by :func:`error`; None for any other answer."""
+    code = response.extensions.get(ERROR_CODE)
+    return code if isinstance(code, str) else None
 
 
 def http_error(status: int, text: str) -> httpx.Response:

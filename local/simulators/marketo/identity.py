@@ -21,12 +21,16 @@ from local.simulators.marketo.envelope import json_response
 from local.simulators.marketo.wire import Params
 
 IDENTITY_PATH = "/identity/oauth/token"
+API_USER = "apis@sim.example"  # the custom service's API-only user: the token's scope and the stats' userId
 
 
 class Identity:
     """Issues and checks access tokens for one API-only user's client id and secret."""
 
-    def __init__(self, client_id: str, client_secret: str, *, clock: Callable[[], float], ttl: float) -> None:
+    def __init__(
+        self, client_id: str, client_secret: str, *, clock: Callable[[], float], ttl: float, user: str = API_USER
+    ) -> None:
+        self.user = user
         self._client_id = client_id
         self._client_secret = client_secret
         self._clock = clock
@@ -60,7 +64,7 @@ class Identity:
             "access_token": token,
             "token_type": "bearer",
             "expires_in": max(0, math.ceil(remaining) - 1),
-            "scope": "apis@sim.example",
+            "scope": self.user,
         }
         return json_response(200, body)
 
@@ -74,15 +78,22 @@ class Identity:
             return "602"
         return None
 
-    def expire_all(self) -> None:
+    def expire_all(self) -> int:
+        """Every issued token expires now; how many were still live."""
         with self._lock:
             now = self._clock()
+            live = sum(1 for expiry in self._tokens.values() if expiry > now)
             self._tokens = dict.fromkeys(self._tokens, now)
+            return live
 
-    def revoke_all(self) -> None:
+    def revoke_all(self) -> int:
+        """Forget every issued token; how many were still live."""
         with self._lock:
+            now = self._clock()
+            live = sum(1 for expiry in self._tokens.values() if expiry > now)
             self._tokens.clear()
             self._current = None
+            return live
 
 
 def _refusal(status: int, error: str, description: str) -> httpx.Response:

@@ -1,7 +1,14 @@
 """The instance-wide limits Marketo enforces: 100 calls per sliding 20 s, 10 concurrent calls, a daily quota.
 
-Calls refused with 606/615/607 are not counted, as Marketo documents for error answers. Accepted call times are
-kept so tests and the benchmark can ask what the densest window held.
+The error-codes page: "An API call that returns this response code is not counted against your daily quota, or
+your rate limit" (its note on response-level errors). So a call is charged when it is admitted and charged back
+(:meth:`Limits.refund`) when its answer is an error envelope; calls refused with 606/607/615 were never charged.
+Identity calls are not REST calls and never reach these limits.
+
+The daily quota (default 50,000, "resets daily at 12:00AM CST") is booked per API user and per subscription day
+in :class:`~local.simulators.marketo.usage.UsageLog`, which the stats endpoints read: what they report and what
+607 enforces are one ledger. Accepted call times are kept so tests and the benchmark can ask what the densest
+window held.
 """
 
 from __future__ import annotations
@@ -10,10 +17,10 @@ import bisect
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
-CENTRAL = ZoneInfo("America/Chicago")
+from local.simulators.marketo.usage import UsageLog
+
+CENTRAL = "America/Chicago"
 
 
 @dataclass
@@ -22,6 +29,8 @@ class LimitConfig:
     window: float = 20.0
     max_concurrency: int = 10
     daily_quota: int = 50_000
+    quota_timezone: str = CENTRAL  # an IANA zone: the subscription day starts at quota_reset_hour there
+    quota_reset_hour: int = 0
 
 
 @dataclass
@@ -30,10 +39,17 @@ class Limits:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _window: deque[float] = field(default_factory=deque, repr=False)
     _in_flight: int = 0
-    _day: str = ""
-    _day_count: int = 0
     arrivals: list[float] = field(default_factory=list, repr=False)
     max_in_flight: int = 0
+    usage: UsageLog = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.usage = UsageLog(lambda: self.config.quota_timezone, lambda: self.config.quota_reset_hour)
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return self._in_flight
 
     def enter(self) -> bool:
         """Count one more call in flight; False if that breaks the concurrency limit (caller answers 615)."""
@@ -48,23 +64,31 @@ class Limits:
         with self._lock:
             self._in_flight -= 1
 
-    def admit(self, now: float) -> str | None:
-        """Rate and quota check for one call at ``now``: None if admitted, else ``"606"`` or ``"607"``."""
+    def admit(self, now: float, user: str = "") -> str | None:
+        """Rate and quota check for one call at ``now`` by ``user``: None if admitted (and charged), else
+        ``"606"`` or ``"607"``."""
         with self._lock:
             horizon = now - self.config.window
             while self._window and self._window[0] <= horizon:
                 self._window.popleft()
             if len(self._window) >= self.config.calls_per_window:
                 return "606"
-            day = datetime.fromtimestamp(now, UTC).astimezone(CENTRAL).date().isoformat()
-            if day != self._day:
-                self._day, self._day_count = day, 0
-            if self._day_count >= self.config.daily_quota:
+            if self.usage.used(now) >= self.config.daily_quota:
                 return "607"
-            self._day_count += 1
+            self.usage.book(now, user)
             self._window.append(now)
             bisect.insort(self.arrivals, now)
             return None
+
+    def refund(self, stamp: float, user: str = "") -> None:
+        """Charge back the call admitted at ``stamp``: its answer was an error, which Marketo does not count."""
+        with self._lock:
+            self.usage.unbook(stamp, user)
+            if stamp in self._window:
+                self._window.remove(stamp)
+            index = bisect.bisect_left(self.arrivals, stamp)
+            if index < len(self.arrivals) and self.arrivals[index] == stamp:
+                del self.arrivals[index]
 
     def max_in_any_window(self, window: float | None = None) -> int:
         """The most accepted calls any sliding window of ``window`` seconds (default: the configured) held."""

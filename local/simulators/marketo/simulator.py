@@ -5,8 +5,12 @@ same code answers both. It serves the identity endpoint under ``/identity`` and 
 real paths, with Marketo's envelopes, paging tokens, record-level results and error codes, and enforces the
 instance limits (100 calls per 20 s -> 606, 10 concurrent -> 615, daily quota -> 607, URI > 8 KB -> 414,
 body > 1 MB -> 413; 10 MB for imports). ``wire.py`` says how parameters are read, ``identity.py`` how tokens
-are issued, ``lead_api.py`` and ``object_api.py`` what each endpoint answers; ``faults.py`` injects faults and
-``webhook.py`` plays the Call Webhook step.
+are issued, ``lead_api.py``, ``object_api.py`` and ``usage.py`` what each endpoint answers; ``limits.py`` and
+``usage.py`` keep the quota; ``faults.py`` injects faults and ``webhook.py`` plays the Call Webhook step.
+
+Paths under ``/_simulator`` (which Marketo never serves) are the simulator's own control surface, documented in
+``control.py``: the same faults, outages, token expiry, quota and webhook switches over plain HTTP, for curl and
+chaos tests. It needs no token and is charged to no limit.
 """
 
 from __future__ import annotations
@@ -14,16 +18,19 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any, Literal
 
 import httpx
 
 from local.simulators.marketo import envelope
 from local.simulators.marketo.bulk import ImportQueue
+from local.simulators.marketo.control import CONTROL_PREFIX, Control
 from local.simulators.marketo.envelope import ApiError, RequestIds
-from local.simulators.marketo.faults import HTTP_CODES, TIMEOUT, FaultPlan
+from local.simulators.marketo.faults import HTTP_CODES, TIMEOUT, Fault, FaultPlan
 from local.simulators.marketo.identity import IDENTITY_PATH, Identity
 from local.simulators.marketo.lead_api import Handler, LeadApi, lead_exists
 from local.simulators.marketo.leads import LeadChangeNote, LeadStore
@@ -37,12 +44,14 @@ from local.simulators.marketo.objects import (
     opportunity_roles,
     sales_persons,
 )
-from local.simulators.marketo.webhook import Sender, WebhookConfig, build_request
+from local.simulators.marketo.usage import StatsApi
+from local.simulators.marketo.webhook import Delivery, Sender, WebhookConfig, build_request
 from local.simulators.marketo.wire import Call, Incoming, access_token, read
 
 MAX_URI = 8 * 1024
 MAX_BODY = 1024 * 1024
 MAX_IMPORT_BODY = 10 * 1024 * 1024
+RECENT_ERRORS = 50
 _PLACEHOLDERS = {
     "batchId": r"(?P<batchId>\d+)",
     "id": r"(?P<id>\d+)",
@@ -76,12 +85,14 @@ class MarketoSimulator:
         self.timeout_mode = timeout_mode
         self.timeout_delay = timeout_delay
         self.limits = Limits(limits or LimitConfig())
-        self.faults = FaultPlan()
+        self.faults = FaultPlan(clock)
         self.calls: Counter[str] = Counter()
         self.rejections: Counter[str] = Counter()
+        self.recent_errors: deque[dict[str, object]] = deque(maxlen=RECENT_ERRORS)
         self.webhook: WebhookConfig | None = None
         self.webhook_sender: Sender | None = None
-        self.webhook_failures = 0
+        self.delivery = Delivery()
+        self.control = Control(self)
         self._lock = threading.RLock()
         self._ids = RequestIds()
         self.identity = Identity(client_id, client_secret, clock=clock, ttl=token_ttl)
@@ -97,9 +108,10 @@ class MarketoSimulator:
         self.custom_objects: dict[str, ObjectType] = {}
         lead_api = LeadApi(self.leads, self.imports, clock=clock, scan_limit=lambda: self.activity_scan_limit)
         object_api = ObjectApi(self.objects, self.custom_objects, clock=clock)
+        stats_api = StatsApi(self.limits.usage, clock=clock)
         self._routes = [
             (method, _pattern(template), template, handler)
-            for method, template, handler in [*lead_api.routes(), *object_api.routes()]
+            for method, template, handler in [*lead_api.routes(), *object_api.routes(), *stats_api.routes()]
         ]
 
     # --- test and demo controls ----------------------------------------------------------------------------
@@ -111,13 +123,27 @@ class MarketoSimulator:
     def set_daily_quota(self, quota: int) -> None:
         self.limits.config.daily_quota = quota
 
-    def expire_tokens(self) -> None:
-        """Every issued token expires now (the next call with one gets 602)."""
-        self.identity.expire_all()
+    def set_quota_used(self, used: int) -> None:
+        """Today's usage becomes ``used`` calls (booked to the API user): the quota and stats/usage agree."""
+        self.limits.usage.set_used(self.clock(), self.identity.user, used)
 
-    def revoke_tokens(self) -> None:
-        """Forget every issued token (the next call with one gets 601)."""
-        self.identity.revoke_all()
+    def outage(self, seconds: float, status: int = 503) -> Fault:
+        """Every call, identity included, answers ``status`` for ``seconds`` on the simulator's clock (one at a
+        time: a new outage replaces the running one)."""
+        self.faults.clear(gateway=True)
+        return self.faults.inject(str(status), times=None, for_seconds=seconds, gateway=True)
+
+    def expire_tokens(self) -> int:
+        """Every issued token expires now (the next call with one gets 602); how many were live."""
+        return self.identity.expire_all()
+
+    def revoke_tokens(self) -> int:
+        """Forget every issued token (the next call with one gets 601); how many were live."""
+        return self.identity.revoke_all()
+
+    @property
+    def webhook_failures(self) -> int:
+        return self.delivery.failed
 
     def configure_webhook(self, config: WebhookConfig | None, sender: Sender | None) -> None:
         self.webhook, self.webhook_sender = config, sender
@@ -145,6 +171,11 @@ class MarketoSimulator:
         with self._lock:
             self.leads.delete([lead_id])
 
+    def call_counts(self) -> dict[str, int]:
+        """API calls by ``METHOD /path template`` so far (identity included, the control surface not)."""
+        with self._lock:
+            return dict(sorted(self.calls.items()))
+
     def lead(self, lead_id: int) -> dict[str, Any] | None:
         with self._lock:
             found = self.leads.leads.get(lead_id)
@@ -157,7 +188,27 @@ class MarketoSimulator:
     # --- the handler ---------------------------------------------------------------------------------------
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/"):
+            return self.control(request)  # the simulator's own door: no token, no limits, not an API call
+        try:
+            response = self._serve(request)
+        except httpx.TimeoutException:
+            self._note_error(request.method, path, None, TIMEOUT)
+            raise
+        code = envelope.error_code(response)
+        if code is not None and path != IDENTITY_PATH:
+            self.limits.usage.error(self.clock(), code)
+        if code is not None or response.status_code >= 400:
+            self._note_error(request.method, path, response.status_code, code)
+        return response
+
+    def _serve(self, request: httpx.Request) -> httpx.Response:
         request_id = self._ids.next(self.clock())
+        outage = self.faults.take(request.url.path, gateway=True)
+        if outage is not None:  # the gateway answers before anything else runs (a maintenance window)
+            self._route_and_count(request.method, request.url.path)
+            return self._fault_answer(outage, request, request_id)
         oversized = None if request.url.path == IDENTITY_PATH else self._oversized(request)
         if oversized is not None:  # refused by the web tier before anything reads the body
             self._route_and_count(request.method, request.url.path)
@@ -178,29 +229,45 @@ class MarketoSimulator:
             self.rejections["615"] += 1
             return envelope.error(request_id, "615")
         notes: list[LeadChangeNote] = []
+        user = self.identity.user
         try:
             fault = self.faults.take(incoming.path)
-            if fault == TIMEOUT and self.timeout_mode == "raise":
+            if fault is not None and fault.code != TIMEOUT:
+                return self._fault_answer(fault, request, request_id)
+            if fault is not None and fault.delay is None and self.timeout_mode == "raise":
                 raise httpx.ReadTimeout("simulated Marketo timeout", request=request)
-            if fault in HTTP_CODES:
-                return envelope.http_error(int(fault or 0), "Bad Gateway" if fault == "502" else "Server Error")
-            if fault is not None and fault != TIMEOUT:
-                return envelope.error(request_id, fault)
-            refused = self.limits.admit(self.clock())
+            admitted_at = self.clock()
+            refused = self.limits.admit(admitted_at, user)
             if refused:
                 self.rejections[refused] += 1
                 return envelope.error(request_id, refused)
-            if fault == TIMEOUT:
-                time.sleep(self.timeout_delay)  # real time: the client's real timeout must fire
+            if fault is not None:  # real time: the client's real timeout must fire
+                time.sleep(self.timeout_delay if fault.delay is None else fault.delay)
             if self.latency:
                 self._sleep(self.latency)
             response = self._handle(handler, incoming, request, groups, request_id)
+            if envelope.error_code(response) is not None:
+                self.limits.refund(admitted_at, user)  # error answers are not charged (limits.py)
             with self._lock:
                 notes = self._drain()
         finally:
             self.limits.leave()
         self._send_webhooks(notes)
         return response
+
+    def _fault_answer(self, fault: Fault, request: httpx.Request, request_id: str) -> httpx.Response:
+        if fault.code == TIMEOUT:  # only a gateway fault gets here with a timeout: hold or raise, then 504
+            if fault.delay is None and self.timeout_mode == "raise":
+                raise httpx.ReadTimeout("simulated Marketo timeout", request=request)
+            time.sleep(self.timeout_delay if fault.delay is None else fault.delay)
+            return envelope.http_error(504, "Gateway Timeout")
+        if fault.code in HTTP_CODES:
+            return envelope.http_error(int(fault.code), HTTPStatus(int(fault.code)).phrase)
+        return envelope.error(request_id, fault.code)
+
+    def _note_error(self, method: str, path: str, status: int | None, code: str | None) -> None:
+        at = datetime.fromtimestamp(self.clock(), UTC).isoformat().replace("+00:00", "Z")
+        self.recent_errors.append({"at": at, "method": method, "path": path, "status": status, "code": code})
 
     def _oversized(self, request: httpx.Request) -> httpx.Response | None:
         if len(request.url.raw_path) > MAX_URI:
@@ -249,13 +316,13 @@ class MarketoSimulator:
         if config is None or sender is None:
             return
         for note in notes:
-            if not config.wants(note):
+            if not config.wants(note) or not self.delivery.admit():
                 continue
             url, headers, body = build_request(config, note)
             try:
                 sender(url, headers, body)
             except Exception:  # fire-and-forget, as Marketo does
-                self.webhook_failures += 1
+                self.delivery.fail()
 
 
 def _pattern(template: str) -> re.Pattern[str]:
