@@ -35,9 +35,6 @@ def main(argv: list[str] | None = None) -> None:
     stack = LocalStack(
         function_app.app, port=args.port, run_timers=not args.no_timers, overrides=overrides, state_path=args.state
     ).start()
-    key = stack.settings.local_functions_key.get_secret_value()
-    if key and not stack.host.requires_key:  # until LocalStack hands the key to its LocalHost itself
-        stack.host.functions_key = key
     print(banner(stack), flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())

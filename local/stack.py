@@ -19,7 +19,7 @@ import httpx
 from local.broker import LocalBroker
 from local.host import Batching, LocalHost
 from local.loopback import LoopbackServer
-from local.tenants import SimulatedTenants
+from local.tenants import Secrets, SimulatedTenants
 from shared.core.mapping import load_mapping
 from shared.queueing import Pending
 from shared.services import ROOT, Services, build_dataverse, build_marketo, build_services, install
@@ -123,7 +123,7 @@ class LocalStack:
         if not live:
             mapping_path = Path(base.mapping_file)
             mapping = load_mapping((mapping_path if mapping_path.is_absolute() else ROOT / mapping_path).read_text())
-            self.tenants = SimulatedTenants(mapping)
+            self.tenants = SimulatedTenants(mapping, Secrets.configured(self.overrides))
             if self.in_process:
                 dataverse_url, marketo_url = IN_PROCESS_DATAVERSE, IN_PROCESS_MARKETO
             else:
@@ -150,15 +150,18 @@ class LocalStack:
             run_timers=self.run_timers,
             retry_delay=self.retry_delay,
             batching=self.batching,
+            functions_key=self.settings.local_functions_key.get_secret_value(),
         )
         self.host.start()
         if self.tenants is not None:
-            if self.in_process:
-                self.tenants.connect(
-                    IN_PROCESS_HOST, dataverse_sender=self._deliver, marketo_sender=self._deliver_and_forget
-                )
-            else:
-                self.tenants.connect(self.host.url)
+            in_process = self.in_process
+            self.tenants.connect(
+                IN_PROCESS_HOST if in_process else self.host.url,
+                dataverse_header=self.settings.dataverse_webhook_header,
+                marketo_header=self.settings.marketo_webhook_header,
+                dataverse_sender=self._deliver if in_process else None,
+                marketo_sender=self._deliver_and_forget if in_process else None,
+            )
         return self
 
     def _simulated_services(self, store: Any) -> Services:

@@ -265,22 +265,29 @@ def test_a_throttled_dataverse_is_recovered_without_loss(world: World) -> None:
 
 def test_a_record_level_failure_is_a_sync_error_and_the_rest_still_syncs(world: World) -> None:
     ok_id = world.create("lead", **ADA)
-    bad_id = world.create("lead", firstname="Bob", lastname="Bad", emailaddress1="bob@example.com", jobtitle="x" * 300)
+    bad_id = world.create("lead", firstname="Bob", lastname="Bad", emailaddress1="bob@example.com", jobtitle="Clerk")
     world.settle()
-    assert world.person(email="ada@example.com")["dynamicsLeadId"] == ok_id
+    bob = world.person(email="bob@example.com")
+    # Marketo's title holds 255 characters; the lead's jobtitle column holds 100, so Dataverse refuses the write.
+    world.mk.change_lead(bob["id"], title="x" * 150)
+    world.mk.change_lead(world.person(email="ada@example.com")["id"], title="Countess")
+    world.settle()
+    assert world.row("lead", ok_id)["jobtitle"] == "Countess"
+    assert world.row("lead", bad_id)["jobtitle"] == "Clerk"
     (error,) = world.store.list_errors()
-    assert (error.record_id, error.field, error.direction) == (bad_id, "jobtitle", "dynamics_to_marketo")
-    assert "longer than the Marketo field's 255" in error.message
-    listed = world.call("GET", "errors", params={"q": "longer"}).json()
+    assert (error.record_id, error.direction) == (bad_id, "marketo_to_dynamics")
+    assert "0x80044331" in error.code
+    assert "length" in error.message
+    listed = world.call("GET", "errors", params={"q": "length"}).json()
     assert listed["count"] == 1
     csv_text = world.call("GET", "errors.csv").text
     assert csv_text.splitlines()[0].startswith("id,occurred_at,entity")
     assert bad_id in csv_text
-    world.update("lead", bad_id, jobtitle="Fixed")
+    world.mk.change_lead(bob["id"], title="Fixed")
     retried = world.call("POST", f"errors/{error.id}/retry")
     assert retried.status_code == 202
     world.settle()
-    assert world.person(email="bob@example.com")["title"] == "Fixed"
+    assert world.row("lead", bad_id)["jobtitle"] == "Fixed"
     assert world.store.get_error(error.id).status is ErrorStatus.RETRYING  # type: ignore[union-attr]
 
 

@@ -19,7 +19,7 @@ import pytest
 import function_app
 from local.__main__ import banner
 from local.broker import LocalBroker
-from local.host import LocalHost, discover
+from local.host import Batching, LocalHost, discover
 from local.stack import IN_PROCESS_HOST, LocalStack, binding_settings
 from shared.settings import Settings
 
@@ -271,5 +271,22 @@ def test_a_cross_site_form_post_cannot_pause_the_sync() -> None:
         assert error_code(attack) == (415, "unsupported-media-type")
         status = stack.host.handle_http(httpx.Request("GET", f"{IN_PROCESS_HOST}/api/status"))
         assert status.json()["paused"] is False
+    finally:
+        stack.stop()
+
+
+def test_a_key_configured_for_the_local_stack_is_required_by_its_admin_routes() -> None:
+    stack = LocalStack(
+        function_app.app,
+        in_process=True,
+        run_timers=False,
+        batching=Batching(max_size=10, min_size=1, max_wait=0.0, concurrency=1),
+        overrides={"LOCAL_FUNCTIONS_KEY": "stack-key-0123456789"},
+    ).start()
+    try:
+        url = f"{stack.host.url}/api/errors"
+        assert stack.host.handle_http(httpx.Request("GET", url)).status_code == 401
+        keyed = httpx.Request("GET", url, headers={"x-functions-key": "stack-key-0123456789"})
+        assert stack.host.handle_http(keyed).status_code == 200
     finally:
         stack.stop()
