@@ -123,9 +123,8 @@ class Services:
             self.marketo,
             self.queue,
             self.settings.changes_queue,
+            live=self.live_mapping,
             pause_delay=timedelta(seconds=self.settings.pause_recheck_seconds),
-            on_mapping_change=self.reload_mapping,
-            mappings=self.mappings,
         )
 
 

@@ -119,6 +119,11 @@ class FieldMapping(BaseModel):
         return self
 
     @property
+    def selected_as(self) -> str:
+        """The name a ``$select`` reads the column by: a lookup as ``_<column>_value``, the Web API's rule."""
+        return f"_{self.dynamics}_value" if self.type is FieldType.LOOKUP else self.dynamics
+
+    @property
     def to_dynamics_allowed(self) -> bool:
         """Lookups and one-way fields never write to Dynamics."""
         return not self.one_way and self.type is not FieldType.LOOKUP
@@ -218,7 +223,7 @@ class EntityMapping(BaseModel):
     def columns(self) -> list[str]:
         """The Dataverse columns to ``$select``: the id, mapped live columns and the sync filter if present."""
         extra = [SYNC_FILTER_COLUMN] if self.sync_filter else []
-        return [self.id_column, *(f.dynamics for f in self.live_fields), *extra]
+        return [self.id_column, *(f.selected_as for f in self.live_fields), *extra]
 
     def marketo_fields(self) -> list[str]:
         return [f.marketo for f in self.live_fields]

@@ -117,28 +117,28 @@ def _as_float(value: object) -> float:
         return math.nan
 
 
-def _decimal(value: object, _: FieldMapping) -> Canonical:
-    value = _unwrap_value(value)
+def _finite_number(value: object, kind: str) -> float | None:
+    """A number in any side's encoding (None for an empty string); booleans and NaN or infinity refused."""
     if isinstance(value, bool):
         raise _Invalid(f"expected a number, got a boolean {value}")
     if value == "":
         return None
     number = _as_float(value)
     if not math.isfinite(number):
-        raise _Invalid(f"expected a decimal number, got {_preview(value)}")
+        raise _Invalid(f"expected {kind}, got {_preview(value)}")
+    return number
+
+
+def _decimal(value: object, _: FieldMapping) -> Canonical:
+    number = _finite_number(_unwrap_value(value), "a decimal number")
+    if number is None:
+        return None
     as_double = Decimal(repr(number)).normalize()
     return "0" if as_double.is_zero() else format(as_double, "f")
 
 
 def _double(value: object, _: FieldMapping) -> Canonical:
-    if isinstance(value, bool):
-        raise _Invalid(f"expected a number, got a boolean {value}")
-    if value == "":
-        return None
-    number = _as_float(value)
-    if not math.isfinite(number):
-        raise _Invalid(f"expected a floating-point number, got {_preview(value)}")
-    return number
+    return _finite_number(value, "a floating-point number")
 
 
 def _boolean(value: object, _: FieldMapping) -> Canonical:

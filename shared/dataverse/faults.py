@@ -31,6 +31,7 @@ from enum import StrEnum
 
 import httpx
 
+from shared.dataverse.records import lookup_column
 from shared.errors import Conflict, MissingColumn, RetryLater, SkipRecord, StopSync, SyncError, Throttled
 
 SERVICE_PROTECTION_CODES = {
@@ -58,7 +59,6 @@ _MISSING_PROPERTY = (
     re.compile(r"Could not find a property named '(?P<name>[^']+)' on type 'Microsoft\.Dynamics\.CRM\.(?P<table>\w+)'"),
     re.compile(r"The property '(?P<name>[^']+)' does not exist on type 'Microsoft\.Dynamics\.CRM\.(?P<table>\w+)'"),
 )
-_LOOKUP_VALUE = re.compile(r"_(?P<column>\w+)_value")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +76,7 @@ def missing_column(message: str) -> ColumnRef | None:
         found = shape.search(message)
         if found is not None:
             name = found.group("name")
-            lookup = _LOOKUP_VALUE.fullmatch(name)
-            return ColumnRef(found.group("table"), lookup.group("column") if lookup else name)
+            return ColumnRef(found.group("table"), lookup_column(name) or name)
     return None
 
 

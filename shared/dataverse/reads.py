@@ -1,4 +1,5 @@
-"""Reading Dataverse: queries page by page, many records by id in few requests, change-tracking feeds.
+"""Reading Dataverse: queries (every page, or one page a call that resumes from a saved link), records by id in
+few requests, change-tracking feeds.
 
 Paging follows ``@odata.nextLink`` (``Prefer: odata.maxpagesize``, at most 5000 rows a page); a change feed ends
 with the ``@odata.deltaLink`` that is the checkpoint for the next call.
@@ -66,15 +67,37 @@ class DataverseReads(DataverseSession):
     ) -> Iterator[Record]:
         """All matching rows, page by page (``Prefer: odata.maxpagesize``), following ``@odata.nextLink``."""
         info = self.entity(entity)
-        params = {"$select": ",".join(dict.fromkeys([info.primary_id_attribute, *select]))}
-        if filter:
-            params["$filter"] = filter
+        params = _query_params(info, select, filter)
         if orderby:
             params["$orderby"] = orderby
         if top is not None:
             params["$top"] = str(top)
-        for row in self._pages(info.entity_set_name, params, page_size, annotations):
+        prefer = self._prefer(page_size, annotations)
+        first = self._get_json(info.entity_set_name, params=params, prefer=prefer)
+        for row in self._follow(first, prefer, NextLinkPaginator()):
             yield record_from_row(row, info.primary_id_attribute)
+
+    def query_page(
+        self,
+        entity: str,
+        *,
+        select: Sequence[str],
+        filter: str | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        next_link: str | None = None,
+    ) -> tuple[list[Record], str | None]:
+        """One page of a query: the first, or the one a saved ``@odata.nextLink`` names; with the link to the page
+        after it (None: that was the last). A reader that outlives one run keeps the link and resumes there."""
+        info = self.entity(entity)
+        prefer = self._prefer(page_size, True)
+        if next_link:
+            page = self._get_json(next_link, prefer=prefer)
+        else:
+            page = self._get_json(info.entity_set_name, params=_query_params(info, select, filter), prefer=prefer)
+        paginator = NextLinkPaginator()
+        paginator.update_state(page)
+        rows = page.get("value") or []
+        return [record_from_row(row, info.primary_id_attribute) for row in rows], paginator.next_url
 
     def _prefer(self, page_size: int, annotations: bool, *extra: str) -> str:
         size = max(1, min(page_size, MAX_PAGE_SIZE))
@@ -83,12 +106,8 @@ class DataverseReads(DataverseSession):
             parts.append('odata.include-annotations="*"')
         return ",".join(parts)
 
-    def _pages(
-        self, path: str, params: Mapping[str, str] | None, page_size: int, annotations: bool, *extra: str
-    ) -> Iterator[dict[str, Any]]:
-        paginator = NextLinkPaginator()
-        prefer = self._prefer(page_size, annotations, *extra)
-        page = self._get_json(path, params=params, prefer=prefer)
+    def _follow(self, page: Any, prefer: str, paginator: NextLinkPaginator) -> Iterator[dict[str, Any]]:
+        """The rows of ``page`` and of every page after it, fetched as they are asked for."""
         while True:
             paginator.update_state(page)
             yield from page.get("value", [])
@@ -138,17 +157,19 @@ class DataverseReads(DataverseSession):
             if delta_link:
                 page = self._get_json(delta_link, prefer=prefer)
             else:
-                select_list = ",".join(dict.fromkeys([info.primary_id_attribute, *select]))
-                page = self._get_json(info.entity_set_name, params={"$select": select_list}, prefer=prefer)
-            while True:
-                paginator.update_state(page)
-                for row in page.get("value", []):
-                    yield _change(row, info.primary_id_attribute)
-                if not paginator.has_more or paginator.next_url is None:
-                    return
-                page = self._get_json(paginator.next_url, prefer=prefer)
+                page = self._get_json(info.entity_set_name, params=_query_params(info, select, None), prefer=prefer)
+            for row in self._follow(page, prefer, paginator):
+                yield _change(row, info.primary_id_attribute)
 
         return ChangeFeed(rows(), paginator)
+
+
+def _query_params(info: EntityInfo, select: Sequence[str], filter: str | None) -> dict[str, str]:
+    """``$select`` (the primary id first: every record needs it) and ``$filter``."""
+    params = {"$select": ",".join(dict.fromkeys([info.primary_id_attribute, *select]))}
+    if filter:
+        params["$filter"] = filter
+    return params
 
 
 def _change(row: Mapping[str, Any], id_attribute: str) -> Change:

@@ -28,14 +28,20 @@ class Record:
     formatted_values: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
+def lookup_column(name: str) -> str | None:
+    """The lookup column a Web API name stands for (``_parentaccountid_value``: ``parentaccountid``), or None."""
+    found = _LOOKUP.match(name)
+    return found.group(1) if found else None
+
+
 def record_from_row(row: Mapping[str, Any], id_attribute: str) -> Record:
     values: dict[str, Any] = {}
     formatted: dict[str, str] = {}
     for key, value in row.items():
         if "@" in key:
             continue
-        lookup = _LOOKUP.match(key)
-        column = lookup.group(1) if lookup else key
+        lookup = lookup_column(key)
+        column = lookup or key
         label = row.get(f"{key}{FORMATTED}")
         if isinstance(label, str):
             formatted[column] = label

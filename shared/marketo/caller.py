@@ -34,7 +34,8 @@ class Answer:
     attempts: int
 
 
-def _utcnow() -> datetime:
+def utcnow() -> datetime:
+    """Now, in UTC: what a quota reset is reckoned from (tests inject their own)."""
     return datetime.now(UTC)
 
 
@@ -49,7 +50,7 @@ class MarketoCaller:
         backoff: Backoff,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = _utcnow,
+        now: Callable[[], datetime] = utcnow,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._http = http

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -21,7 +21,7 @@ from shared.http.backoff import Backoff
 from shared.marketo.auth import MarketoAuth
 from shared.marketo.batching import MAX_BATCH, chunks, record_batches
 from shared.marketo.bulk import DEFAULT_FILE_BYTES, MAX_IMPORT_BYTES, import_files
-from shared.marketo.caller import Answer, MarketoCaller
+from shared.marketo.caller import Answer, MarketoCaller, utcnow
 from shared.marketo.limiter import Limiter, RateLimiter
 from shared.marketo.models import (
     Activity,
@@ -39,10 +39,6 @@ MAX_URI_BYTES = 8 * 1024
 SYNC_ACTIONS = ("createOrUpdate", "createOnly", "updateOnly", "createDuplicate")
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class MarketoClient:
     """Synchronous Marketo client. Share one ``limiter`` between every client of the same Marketo instance."""
 
@@ -58,7 +54,7 @@ class MarketoClient:
         backoff: Backoff | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = _utcnow,
+        now: Callable[[], datetime] = utcnow,
         rand: Callable[[], float] = random.random,
         token_margin: float = 60.0,
         identity_method: Literal["POST", "GET"] = "POST",

@@ -4,10 +4,11 @@ Marketo reports most failures as HTTP 200 with ``success: false`` and ``errors[]
 matter for 413/414 and gateway errors. Record-level skips (``result[].status == "skipped"``) are not faults:
 they come back as :class:`~shared.marketo.models.RecordOutcome` values.
 
-A request naming a field the object does not have is refused whole with 1006 "Field 'x' not found" (a read's
-``fields``, a write's input). The field is taken from that message here, the one place that reads Marketo's
-answer, and raised as :class:`~shared.errors.MissingField`; a 1006 whose message names no field stays a plain
-skip.
+A request naming a field the object does not have is refused with 1006 "Field 'x' not found": a read's
+``fields`` refuse the whole request, a write's input skips each record that carries the field. The field is taken
+from that message here, the one place that reads Marketo's answer (:func:`missing_field`): a refused request
+raises :class:`~shared.errors.MissingField`, a skipped record's reason names it
+(:attr:`~shared.marketo.models.Reason.missing_field`); a 1006 whose message names no field stays a plain skip.
 """
 
 from __future__ import annotations
@@ -107,13 +108,19 @@ def classify_error(payload: dict[str, Any], http_status: int | None = None) -> V
         action = Action.RETRY
     elif code in STOP_CODES:
         action = Action.STOP
-    elif code == FIELD_NOT_FOUND and (named := _FIELD_NOT_FOUND.search(message)) is not None:
-        return Verdict(Action.MISSING_FIELD, code, message, http_status, payload, field=named.group("field"))
+    elif (named := missing_field(code, message)) is not None:
+        return Verdict(Action.MISSING_FIELD, code, message, http_status, payload, field=named)
     elif code.startswith("7") or code.startswith("1"):
         action = Action.SKIP  # 7xx / 1xxx: this request's data or parameters are wrong, others may pass
     else:
         action = Action.STOP
     return Verdict(action, code, message, http_status, payload)
+
+
+def missing_field(code: str, message: str) -> str | None:
+    """The field a 1006 answer names (``Field 'x' not found``): a whole request's error, or one record's reason."""
+    named = _FIELD_NOT_FOUND.search(message) if code == FIELD_NOT_FOUND else None
+    return named.group("field") if named is not None else None
 
 
 def next_quota_reset(now: datetime) -> datetime:

@@ -1,6 +1,7 @@
 """Values the Marketo client hands back: small, frozen, printable.
 
-Record-level results are values, not exceptions: one skipped lead must not sink the other 299 in its batch.
+Record-level results are values, not exceptions: one skipped lead must not sink the other 299 in its batch. A
+skip's reasons keep Marketo's code and message; the field a 1006 names is read from it by :mod:`.faults`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+from shared.marketo.faults import missing_field
 
 
 class RecordStatus(StrEnum):
@@ -42,6 +45,11 @@ class Reason:
         except ValueError:
             return None
 
+    @property
+    def missing_field(self) -> str | None:
+        """With 1006: the field the object does not have, as the record named it."""
+        return missing_field(self.code, self.message)
+
 
 @dataclass(frozen=True, slots=True)
 class RecordOutcome:
@@ -59,6 +67,11 @@ class RecordOutcome:
     @property
     def reason_codes(self) -> tuple[str, ...]:
         return tuple(reason.code for reason in self.reasons)
+
+    @property
+    def missing_field(self) -> str | None:
+        """The field Marketo skipped the record for not having (it names the first one the record carried)."""
+        return next((r.missing_field for r in self.reasons if r.missing_field is not None), None)
 
     @classmethod
     def from_result(cls, index: int, item: Mapping[str, Any], *, id_key: str = "id") -> RecordOutcome:

@@ -1,23 +1,20 @@
 """What the sync reads of each Dynamics entity, in the Web API's terms.
 
 The reconcile and the catch-up timer read the same columns, so a record read by either can be decided the same
-way: the mapped ones (a lookup selected as ``_<column>_value``, the Web API's rule), the sync filter column, and
-the lookups the person and opportunity rules follow.
+way: the mapping's own (:meth:`~shared.core.mapping.EntityMapping.columns`: the id, the mapped columns, a lookup
+selected as ``_<column>_value``, and the sync filter column), and the lookups the person and opportunity rules
+follow.
 """
 
 from __future__ import annotations
 
-from shared.core.mapping import SYNC_FILTER_COLUMN, EntityMapping, FieldType
+from shared.core.mapping import SYNC_FILTER_COLUMN, EntityMapping
 from shared.dataverse.records import Record
 
 
 def dataverse_select(mapping: EntityMapping) -> list[str]:
     """``$select`` names for the entity's records."""
-    names = [mapping.id_column]
-    for f in mapping.live_fields:
-        names.append(f"_{f.dynamics}_value" if f.type is FieldType.LOOKUP else f.dynamics)
-    if mapping.sync_filter:
-        names.append(SYNC_FILTER_COLUMN)
+    names = mapping.columns()
     if mapping.entity == "contact":
         names.append("_originatingleadid_value")  # a contact qualified from a lead takes the lead's person
     if mapping.entity == "opportunity":

@@ -7,7 +7,6 @@ it becomes a sync error that names the message id and the problem, and the rest 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from shared.pipeline.notification import (
     looks_like_dataverse_context,
     parse_notification,
 )
+from shared.pipeline.sync_errors import unreadable_message
 from shared.store.base import StateStore
 from shared.store.model import SyncErrorRecord
 
@@ -63,16 +63,7 @@ def read_batch(
             else:
                 batch.notifications.append(parse_notification(body))
         except (NotificationError, ContextError) as exc:
-            error = SyncErrorRecord(
-                id=uuid.uuid4().hex,
-                entity="-",
-                record_id=message_id or "",
-                operation="dequeue",
-                direction="-",
-                code="bad-message",
-                message=f"queue message {message_id} is not readable: {exc}; body starts {body[:80]!r}",
-                occurred_at=datetime.now(UTC),
-            )
+            error = unreadable_message(message_id, str(exc), body, at=datetime.now(UTC))
             store.add_error(error)
             batch.rejected.append(error)
     return batch

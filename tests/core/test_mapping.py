@@ -41,6 +41,8 @@ def test_entity_lookup_gives_direction_entity_set_and_columns(sample_mapping: Sy
     assert lead.web_api_set == "leads"
     assert lead.columns()[0] == "leadid"
     assert lead.columns()[-1] == "new_synctomkto"
+    assert "_ownerid_value" in lead.columns()  # a lookup is selected by the Web API's name for it
+    assert "ownerid" not in lead.columns()
     project = sample_mapping.get("new_project")
     assert (project.web_api_set, project.id_column, project.custom_object) == (
         "new_projects",

@@ -1,17 +1,17 @@
 """The HTTP functions end to end: bad input gets a 4xx that names the problem and never repeats what was sent;
-a queue that cannot take a change is a 503 with Retry-After."""
+a queue that cannot take a change is a 503 with Retry-After. One product serves the module (``module_stack``,
+tests/conftest.py): every test here is refused, or undoes what it changed."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-import function_app
 from local.stack import IN_PROCESS_HOST, LocalStack
 from shared.errors import RetryLater
 from shared.queueing import OutgoingMessage
@@ -20,15 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CONTEXT = json.loads((ROOT / "tests" / "fixtures" / "dataverse" / "webhook_update_contact.json").read_text())
 MARKER = "<img src=x onerror=alert(1)>"
 ORGANIZATION = "contoso.crm.dynamics.com"
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    running = LocalStack(function_app.app, in_process=True, run_timers=False, retry_delay=0.05).start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def call(stack: LocalStack, method: str, path: str, **kw: Any) -> httpx.Response:
@@ -52,32 +43,32 @@ def refused(response: httpx.Response) -> tuple[int, str]:
     return response.status_code, response.json()["error"]["code"]
 
 
-def test_a_bad_dataverse_context_is_refused_without_quoting_it(stack: LocalStack) -> None:
+def test_a_bad_dataverse_context_is_refused_without_quoting_it(module_stack: LocalStack) -> None:
     context = {**CONTEXT, "PrimaryEntityId": MARKER}
-    response = call(stack, "POST", "dataverse/webhook", headers=dataverse_headers(stack), json=context)
+    response = call(module_stack, "POST", "dataverse/webhook", headers=dataverse_headers(module_stack), json=context)
     assert refused(response) == (400, "bad-context")
 
 
-def test_another_organization_is_refused_without_quoting_it(stack: LocalStack) -> None:
-    headers = dataverse_headers(stack, **{"x-ms-dynamics-organization": MARKER})
-    response = call(stack, "POST", "dataverse/webhook", headers=headers, json=CONTEXT)
+def test_another_organization_is_refused_without_quoting_it(module_stack: LocalStack) -> None:
+    headers = dataverse_headers(module_stack, **{"x-ms-dynamics-organization": MARKER})
+    response = call(module_stack, "POST", "dataverse/webhook", headers=headers, json=CONTEXT)
     assert refused(response) == (403, "wrong-organization")
 
 
-def test_a_wrong_secret_is_refused_and_the_right_one_never_shown(stack: LocalStack) -> None:
-    response = call(stack, "POST", "marketo/webhook", headers={"x-sync-secret": MARKER}, content=b"{}")
+def test_a_wrong_secret_is_refused_and_the_right_one_never_shown(module_stack: LocalStack) -> None:
+    response = call(module_stack, "POST", "marketo/webhook", headers={"x-sync-secret": MARKER}, content=b"{}")
     assert refused(response) == (401, "unauthorized")
-    assert stack.tenants is not None
-    assert stack.tenants.secrets.marketo_webhook_secret not in response.text
+    assert module_stack.tenants is not None
+    assert module_stack.tenants.secrets.marketo_webhook_secret not in response.text
 
 
 @pytest.mark.parametrize(
     ("payload", "code"),
     [({"leadId": MARKER}, "bad-payload"), ({"id": MARKER}, "bad-payload"), (MARKER, "bad-json")],
 )
-def test_a_bad_marketo_call_is_refused_without_quoting_it(stack: LocalStack, payload: Any, code: str) -> None:
+def test_a_bad_marketo_call_is_refused_without_quoting_it(module_stack: LocalStack, payload: Any, code: str) -> None:
     content = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
-    response = call(stack, "POST", "marketo/webhook", headers=marketo_headers(stack), content=content)
+    response = call(module_stack, "POST", "marketo/webhook", headers=marketo_headers(module_stack), content=content)
     assert refused(response) == (400, code)
 
 
@@ -99,13 +90,13 @@ def test_a_bad_marketo_call_is_refused_without_quoting_it(stack: LocalStack, pay
     ],
 )  # fmt: skip
 def test_admin_endpoints_refuse_bad_input_with_a_4xx_that_does_not_quote_it(
-    stack: LocalStack, method: str, path: str, kw: dict[str, Any], expected: tuple[int, str]
+    module_stack: LocalStack, method: str, path: str, kw: dict[str, Any], expected: tuple[int, str]
 ) -> None:
-    assert refused(call(stack, method, path, **kw)) == expected
+    assert refused(call(module_stack, method, path, **kw)) == expected
 
 
-def test_an_invalid_query_names_the_parameter(stack: LocalStack) -> None:
-    response = call(stack, "GET", "errors", params={"status": "closed"})
+def test_an_invalid_query_names_the_parameter(module_stack: LocalStack) -> None:
+    response = call(module_stack, "GET", "errors", params={"status": "closed"})
     assert response.json()["error"]["field"] == "status"
     assert "open, retrying, resolved" in response.json()["error"]["message"]
 
@@ -116,10 +107,10 @@ class _Unavailable:
 
 
 def test_a_queue_that_cannot_take_the_change_is_a_503_with_retry_after(
-    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+    module_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stack.services, "queue", _Unavailable())
-    response = call(stack, "POST", "dataverse/webhook", headers=dataverse_headers(stack), json=CONTEXT)
+    monkeypatch.setattr(module_stack.services, "queue", _Unavailable())
+    response = call(module_stack, "POST", "dataverse/webhook", headers=dataverse_headers(module_stack), json=CONTEXT)
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
     assert response.json()["error"]["code"] == "queue-unavailable"

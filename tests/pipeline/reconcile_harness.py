@@ -25,11 +25,13 @@ from shared.dataverse.client import BatchResult, DataverseClient, RecordUpdate
 from shared.errors import Conflict
 from shared.marketo.client import MarketoClient
 from shared.pipeline.notification import Kind, Notification, Source, parse_notification
+from shared.pipeline.ports import LiveMapping
 from shared.pipeline.reconcile import BatchReport, Reconciler
 from shared.queueing import OutgoingMessage
 from shared.services import ROOT, build_marketo
 from shared.settings import Settings
 from shared.store.base import StateStore
+from shared.store.mapping import MappingRepository
 from shared.store.model import Link
 from shared.store.sqlite import SqliteRows
 
@@ -111,8 +113,19 @@ class Stack:
             self.marketo_client,
             self.queue,
             QUEUE,
-            on_mapping_change=lambda: self.mapping_changes.append("reload"),
+            live=self.live(),
         )
+
+    def live(self) -> LiveMapping:
+        """The mapping document in the store (seeded from the shipped mapping); each change it saves is noted in
+        ``mapping_changes`` as the reload a process makes of its cached copy."""
+        repository = MappingRepository(self.store, self.mapping.model_dump_json)
+
+        def reload() -> SyncMapping:
+            self.mapping_changes.append("reload")
+            return repository.load().mapping
+
+        return LiveMapping(repository, reload)
 
     # Dynamics and Marketo, as their users change them
     def create(self, entity: str, **values: Any) -> str:

@@ -1,4 +1,5 @@
-"""Quick Sync end to end: the whole product in-process against the simulated tenants.
+"""Quick Sync end to end: the whole product in-process against the simulated tenants (``stack``, a fresh one
+per test, from tests/conftest.py).
 
 Records are created in the simulated Dynamics and synced by the live pipeline; then a column is added to the
 Dataverse table, its values set, the field added through the HTTP endpoint and the ``quick_sync`` timer fired.
@@ -7,7 +8,6 @@ Dataverse table, its values set, the field added through the HTTP endpoint and t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-import function_app
 from local.simulators.dataverse.schema import Column
 from local.stack import IN_PROCESS_HOST, LocalStack
 from shared.core.mapping import FieldState
+from shared.errors import Conflict
 from shared.pipeline import marketo_side
 from shared.pipeline.quicksync.backfill import range_filter
 from shared.pipeline.quicksync.jobs import JobState, QuickSyncJob
@@ -71,15 +71,6 @@ def test_a_job_survives_the_trip_through_its_checkpoint() -> None:
     assert public["state"] == "running"
 
 
-@pytest.fixture
-def stack() -> Iterator[LocalStack]:
-    running = LocalStack(function_app.app, in_process=True, run_timers=False, retry_delay=0.05).start()
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
 def call(stack: LocalStack, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     request = httpx.Request(method, f"{IN_PROCESS_HOST}{path}", json=body) if body is not None else None
     response = stack.host.handle_http(request or httpx.Request(method, f"{IN_PROCESS_HOST}{path}"))
@@ -114,6 +105,17 @@ def set_values(stack: LocalStack, entity: str, values: dict[str, dict[str, Any]]
     admin = stack.tenants.admin_user_id  # type: ignore[union-attr]
     for record_id, row in values.items():
         dv.user_update(entity, record_id, row, user_id=admin)
+
+
+def add_region(stack: LocalStack, values: dict[str, str]) -> None:
+    """A new Dynamics column ``new_region`` with ``values`` (by lead id), added as a field mapped to a Marketo
+    field ``region`` created for it: its Quick Sync job is queued."""
+    new_column(stack, "lead", Column("new_region", "String", max_length=80))
+    set_values(stack, "lead", {rid: {"new_region": value} for rid, value in values.items()})
+    status, body = add_field(
+        stack, "lead", {"dynamics": "new_region", "marketo": "region", "create_marketo_field": True}
+    )
+    assert status == 202, body
 
 
 def marketo_value(stack: LocalStack, entity: str, record_id: str, field: str) -> Any:
@@ -245,9 +247,7 @@ def test_the_date_range_limits_the_refresh(stack: LocalStack, monkeypatch: pytes
 
 def test_the_live_sync_carries_the_field_once_added(stack: LocalStack) -> None:
     ids = seed_leads(stack, 2)
-    new_column(stack, "lead", Column("new_region", "String", max_length=80))
-    status, _ = add_field(stack, "lead", {"dynamics": "new_region", "marketo": "region", "create_marketo_field": True})
-    assert status == 202
+    add_region(stack, {})
     stack.host.fire("quick_sync")
     # A later edit in Dynamics of another mapped column: the reconcile reads the new field too.
     set_values(stack, "lead", {ids[0]: {"jobtitle": "CTO", "new_region": "LATAM"}})
@@ -353,9 +353,7 @@ def test_marketo_record_failures_go_to_sync_errors_and_count_in_the_job(stack: L
     gone = stack.services.store.get_link("lead", ids[1])
     assert gone is not None
     tenants.marketo.delete_lead(int(str(gone.marketo_id)))
-    new_column(stack, "lead", Column("new_region", "String", max_length=80))
-    status, _ = add_field(stack, "lead", {"dynamics": "new_region", "marketo": "region", "create_marketo_field": True})
-    assert status == 202
+    add_region(stack, {})
 
     stack.host.fire("quick_sync")
 
@@ -371,10 +369,7 @@ def test_a_link_saved_by_the_live_sync_meanwhile_gets_the_settled_value(
     stack: LocalStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = seed_leads(stack, 2)
-    new_column(stack, "lead", Column("new_region", "String", max_length=80))
-    set_values(stack, "lead", {rid: {"new_region": "EMEA"} for rid in ids})
-    status, _ = add_field(stack, "lead", {"dynamics": "new_region", "marketo": "region", "create_marketo_field": True})
-    assert status == 202
+    add_region(stack, dict.fromkeys(ids, "EMEA"))
     real = marketo_side.update_persons
     raced: list[str] = []
 
@@ -419,3 +414,54 @@ def test_a_field_waiting_without_a_job_gets_one(stack: LocalStack) -> None:
     assert job["state"] == "done"
     assert marketo_value(stack, "lead", ids[0], "region") == "EMEA"
     assert field_state(stack, "lead", "new_region") is FieldState.ACTIVE
+
+
+def test_a_column_deleted_in_dynamics_mid_quick_sync_marks_the_field_broken_and_cancels_the_job(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = seed_leads(stack, 4)
+    add_region(stack, dict.fromkeys(ids, "EMEA"))
+    tight = stack.services.settings.model_copy(update={"quick_sync_budget_seconds": 0.0, "quick_sync_page_size": 2})
+    monkeypatch.setattr(stack.services, "settings", tight)
+    stack.host.fire("quick_sync")  # the first page, then out of time
+    assert (jobs(stack)[0]["state"], jobs(stack)[0]["records_done"]) == ("running", 2)
+
+    del stack.tenants.dataverse.tables["lead"].columns["new_region"]  # type: ignore[union-attr]
+    stack.host.fire("quick_sync")  # the resume link selects the column Dynamics no longer has
+    stack.host.fire("quick_sync")  # a cancelled job stays cancelled: nothing restarts, nothing is reported again
+
+    (job,) = jobs(stack)
+    assert (job["state"], job["restarts"], job["resumable"]) == ("cancelled", 0, False)
+    assert "the column no longer exists in Dynamics, the field is marked broken" in job["notice"]
+    assert field_state(stack, "lead", "new_region") is FieldState.BROKEN
+    (error,) = stack.services.store.list_errors(entity="lead")
+    assert (error.code, error.field) == ("column-missing", "new_region")
+    assert "the mapped column 'new_region' no longer exists in Dynamics" in error.message
+    set_values(stack, "lead", {ids[3]: {"jobtitle": "CTO"}})  # the live sync reads without the column at once
+    assert stack.drain(30)
+    assert marketo_value(stack, "lead", ids[3], "title") == "CTO"
+    assert len(stack.services.store.list_errors()) == 1
+
+
+def test_a_mapping_document_that_keeps_changing_ends_the_run_with_the_error_noted(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = seed_leads(stack, 1)
+    add_region(stack, {ids[0]: "EMEA"})
+
+    def lost(*_: Any) -> str:
+        raise Conflict("another instance saved the document first")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(stack.services.store, "save_document", lost)  # every save of a field state loses
+        stack.host.fire("quick_sync")
+        (job,) = jobs(stack)
+        assert (job["state"], job["records_done"], job["runs"]) == ("running", 0, 1)
+        assert "the mapping document kept changing under us" in job["last_error"]
+        assert field_state(stack, "lead", "new_region") is FieldState.AWAITING_QUICK_SYNC
+
+    stack.host.fire("quick_sync")  # the next run resumes
+
+    (job,) = jobs(stack)
+    assert (job["state"], job["records_done"], job["runs"], job["last_error"]) == ("done", 1, 2, None)
+    assert marketo_value(stack, "lead", ids[0], "region") == "EMEA"

@@ -10,7 +10,7 @@ __all__ = ["stack"]
 
 
 def _state(stack: Stack, entity: str, column: str) -> FieldState:
-    return stack.reconciler().mappings.load().mapping.get(entity).by_column[column].state
+    return stack.live().repository.load().mapping.get(entity).by_column[column].state
 
 
 def test_a_column_deleted_mid_batch_is_marked_broken_once_and_the_other_fields_keep_syncing(stack: Stack) -> None:
@@ -85,5 +85,39 @@ def test_a_vanished_sync_filter_column_turns_the_filter_off_and_the_record_still
     (error,) = stack.store.list_errors()
     assert (error.code, error.field) == ("column-missing", SYNC_FILTER_COLUMN)
     assert "the sync filter column no longer exists" in error.message
-    assert stack.reconciler().mappings.load().mapping.get("lead").sync_filter is False
+    assert stack.live().repository.load().mapping.get("lead").sync_filter is False
     assert stack.mk.lead(ada["id"])["title"] == "Chief Engineer"  # type: ignore[index]
+
+
+def test_a_field_deleted_from_a_marketo_object_is_marked_broken_once_and_the_records_sync_without_it(
+    stack: Stack,
+) -> None:
+    acme = stack.create("account", name="Acme", telephone1="+1 555 0100", websiteurl="https://acme.example")
+    globex = stack.create("account", name="Globex", telephone1="+1 555 0200")
+    companies = stack.mk.objects["companies"]
+    companies.fields = [f for f in companies.fields if f.name != "mainPhone"]  # a Marketo admin deletes it
+
+    report = stack.sync(stack.changed("account", acme), stack.changed("account", globex))
+
+    (error,) = stack.store.list_errors()  # one report for the field, none for the records
+    assert (error.entity, error.code, error.field) == ("account", "column-missing", "telephone1")
+    assert "the Marketo field 'mainPhone' (mapped to 'telephone1') no longer exists in Marketo" in error.message
+    assert _state(stack, "account", "telephone1") is FieldState.BROKEN
+    assert stack.mapping_changes == ["reload"]
+    assert report.errors == [error]
+    synced = {c["externalCompanyId"]: c for c in companies.records.values()}
+    assert (synced[acme]["company"], synced[acme]["website"], synced[globex]["company"]) == (
+        "Acme",
+        "https://acme.example",
+        "Globex",
+    )
+    assert "mainPhone" not in synced[acme]
+    link = stack.store.get_link("account", acme)
+    assert link is not None
+    assert "telephone1" not in link.baseline  # never agreed on: a restored field is sent again
+    assert link.baseline["name"] == "Acme"
+
+    stack.update("account", acme, name="Acme Corp")
+    stack.sync(stack.changed("account", acme))  # the next batch upserts without the field at once
+    assert {c["externalCompanyId"]: c for c in companies.records.values()}[acme]["company"] == "Acme Corp"
+    assert len(stack.store.list_errors()) == 1

@@ -9,20 +9,19 @@ is left to the live sync. Record-level failures become sync errors; a whole call
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from shared.core.mapping import EntityMapping, FieldMapping, FieldType
+from shared.core.mapping import EntityMapping, FieldMapping
 from shared.core.values import ConversionError, from_dynamics, to_marketo
 from shared.dataverse.client import DataverseClient
-from shared.dataverse.paging import NextLinkPaginator
-from shared.dataverse.records import Record, record_from_row
-from shared.errors import Conflict, StopSync
+from shared.dataverse.records import Record
+from shared.errors import Conflict
 from shared.marketo.client import MarketoClient
 from shared.marketo.models import RecordOutcome
 from shared.pipeline import marketo_side
 from shared.pipeline.quicksync.jobs import QuickSyncJob
+from shared.pipeline.sync_errors import marketo_error, sync_error
 from shared.store.base import StateStore
 from shared.store.model import TO_MARKETO, SyncErrorRecord
 
@@ -65,7 +64,7 @@ class Backfill:
         for _ in range(SETTLE_ROUNDS):
             if not outcome.conflicts:
                 break
-            again = self.dataverse.read_by_ids(self.entity.entity, outcome.conflicts, self._select())
+            again = self.dataverse.read_by_ids(self.entity.entity, outcome.conflicts, self._select)
             retried = self._push(list(again.values()), moment)
             outcome.done += retried.done
             outcome.unlinked += retried.unlinked + len(set(outcome.conflicts) - set(again))  # deleted meanwhile
@@ -74,30 +73,19 @@ class Backfill:
         outcome.read, outcome.next_link = len(records), next_link
         return outcome
 
+    @property
     def _select(self) -> list[str]:
-        """The id and the one column (a lookup is selected as ``_<column>_value``, the Web API's rule)."""
-        f = self.field
-        return [self.entity.id_column, f"_{f.dynamics}_value" if f.type is FieldType.LOOKUP else f.dynamics]
+        """The id and the one column."""
+        return [self.entity.id_column, self.field.selected_as]
 
     def _fetch(self, job: QuickSyncJob, page_size: int) -> tuple[list[Record], str | None]:
-        info = self.dataverse.entity(self.entity.entity)
-        headers = {"Prefer": f'odata.maxpagesize={page_size},odata.include-annotations="*"'}
-        if job.next_link:
-            response = self.dataverse.request("GET", job.next_link, headers=headers)
-        else:
-            params = {"$select": ",".join(dict.fromkeys([info.primary_id_attribute, *self._select()]))}
-            flt = range_filter(job.modified_from, job.modified_to)
-            if flt:
-                params["$filter"] = flt
-            response = self.dataverse.request("GET", info.entity_set_name, params=params, headers=headers)
-        try:
-            body = response.json()
-        except ValueError:
-            raise StopSync(f"Dataverse answered the {self.entity.entity} query with a body that is not JSON") from None
-        paginator = NextLinkPaginator()
-        paginator.update_state(body)
-        rows = body.get("value") or []
-        return [record_from_row(row, info.primary_id_attribute) for row in rows], paginator.next_url
+        return self.dataverse.query_page(
+            self.entity.entity,
+            select=self._select,
+            filter=range_filter(job.modified_from, job.modified_to),
+            page_size=page_size,
+            next_link=job.next_link,
+        )
 
     def _push(self, records: list[Record], moment: datetime) -> PageOutcome:
         """Write the column's value of every linked record to Marketo, then its baseline."""
@@ -114,8 +102,9 @@ class Backfill:
             canonical = from_dynamics(f, record.values.get(f.dynamics))  # a missing value is a null: nulls count
             wire = canonical if isinstance(canonical, ConversionError) else to_marketo(f, canonical)
             if isinstance(canonical, ConversionError) or isinstance(wire, ConversionError):
-                reason = wire.reason if isinstance(wire, ConversionError) else str(wire)
-                self._error(record.id, "convert", "conversion", reason, moment)
+                reason = wire.reason  # the canonical value's error, when that failed already
+                error = sync_error(entity.entity, record.id, "convert", TO_MARKETO, "conversion", reason, at=moment)
+                self._error(error)
                 outcome.failed += 1
                 continue
             if persons:
@@ -131,9 +120,7 @@ class Backfill:
         )
         for (link, canonical, _), result in zip(pending, results, strict=True):
             if not result.ok:
-                codes = ",".join(result.reason_codes) or str(result.status)
-                message = "; ".join(r.message for r in result.reasons) or f"Marketo answered {result.status}"
-                self._error(link.dynamics_id, "quick_sync", codes, message, moment)
+                self._error(marketo_error(entity.entity, link.dynamics_id, "quick_sync", result, at=moment))
                 outcome.failed += 1
                 continue
             try:
@@ -144,17 +131,6 @@ class Backfill:
             outcome.done += 1
         return outcome
 
-    def _error(self, record_id: str, operation: str, code: str, message: str, moment: datetime) -> None:
-        self.store.add_error(
-            SyncErrorRecord(
-                id=uuid.uuid4().hex,
-                entity=self.entity.entity,
-                record_id=record_id,
-                operation=operation,
-                direction=TO_MARKETO,
-                code=code,
-                message=f"Quick Sync: {message}",
-                occurred_at=moment,
-                field=self.field.dynamics,
-            )
-        )
+    def _error(self, error: SyncErrorRecord) -> None:
+        """Recorded as met by this Quick Sync, on its field."""
+        self.store.add_error(replace(error, message=f"Quick Sync: {error.message}", field=self.field.dynamics))

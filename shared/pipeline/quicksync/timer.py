@@ -3,31 +3,34 @@
 Contract: the job is saved after every page, on its checkpoint's ETag, so two instances never both advance one
 job and a run cut short (budget spent, function timeout, crash) resumes at the next page. A paused entity's jobs
 wait. A field waiting for a Quick Sync without a job gets one. A job whose field left the mapping (or broke) is
-cancelled. What goes wrong stops the job where it is: a stale resume link restarts it from the first page
-(refreshing is idempotent), a transient failure or a configuration problem ends the run and the next run resumes.
+cancelled; so is one whose column is deleted in Dynamics while it runs, after marking the field broken as the live
+sync does (reported once, see :mod:`shared.pipeline.field_states`). Anything else that goes wrong stops the job
+where it is: a page Dynamics refuses (a stale resume link) restarts it from the first page (refreshing is
+idempotent); a transient failure, a configuration problem, or a mapping document that kept changing while a field
+state was saved ends the run with the error noted on the job, and the next run resumes.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
-from shared.core.mapping import FieldState, SyncMapping
+from shared.core.entities import Side
+from shared.core.mapping import EntityMapping, FieldState, SyncMapping
 from shared.dataverse.client import DataverseClient
-from shared.errors import Conflict, SkipRecord, StopSync, SyncError
+from shared.errors import Conflict, MissingColumn, SkipRecord, StopSync, SyncError
 from shared.marketo.client import MarketoClient
 from shared.pipeline.feeds import record_run
+from shared.pipeline.field_states import mark_broken, set_field_state
 from shared.pipeline.ports import LiveMapping
 from shared.pipeline.quicksync.backfill import Backfill
 from shared.pipeline.quicksync.jobs import MAX_PAGE_SIZE, JobState, QuickSyncJob, create_job, iso, list_jobs, save_job
 from shared.settings import Settings
 from shared.store.base import StateStore
-from shared.store.mapping import CHANGED, UNCHANGED, entity_document
 
 log = logging.getLogger(__name__)
 
@@ -59,23 +62,6 @@ class RunReport:
     adopted: list[str] = field(default_factory=list)
     out_of_time: bool = False
     errors: list[str] = field(default_factory=list)
-
-
-def set_field_state(
-    mapping: LiveMapping, entity: str, column: str, state: FieldState, *, only_from: Iterable[FieldState]
-) -> SyncMapping:
-    """Move a field to ``state`` if it is still mapped and in one of ``only_from``; the mapping now stored."""
-    allowed = {s.value for s in only_from}
-
-    def change(document: dict[str, Any]) -> bool:
-        for f in (entity_document(document, entity) or {}).get("fields", []):
-            current = f.get("state", FieldState.ACTIVE.value)
-            if f.get("dynamics") == column and current in allowed and current != state.value:
-                f["state"] = state.value
-                return CHANGED
-        return UNCHANGED
-
-    return mapping.update(change)
 
 
 @dataclass
@@ -121,17 +107,16 @@ def run_quick_sync(
             continue
         try:
             _work(run, job)
+        except SkipRecord as exc:
+            _restart(run, job, exc)
         except StopSync as exc:
             _note_error(run, job, exc)
             break  # credentials, configuration or quota: nothing else will go better in this run
-        except SkipRecord as exc:
-            _note_error(run, job, exc)
-            if job.next_link is not None:  # a stale resume link: start over (a refresh is idempotent)
-                job.next_link, job.restarts = None, job.restarts + 1
-                _save_quietly(run, job)
         except SyncError as exc:
+            # Transient (throttled, down), or a Conflict the retries did not settle (the mapping document kept
+            # changing while a field state was saved): the next run resumes from the last saved page.
             _note_error(run, job, exc)
-            break  # transient (throttled, down): the next run resumes from the last saved page
+            break
     record_run(store, TIMER, now())
     return run.report
 
@@ -175,7 +160,12 @@ def _work(run: _Run, job: QuickSyncJob) -> None:
     backfill = Backfill(run.store, run.dataverse, run.marketo, entity, f)
     page_size = max(1, min(job.page_size or run.limits.page_size, MAX_PAGE_SIZE))
     while not job.paged_all:
-        outcome = backfill.page(job, page_size, run.now())
+        try:
+            outcome = backfill.page(job, page_size, run.now())
+        except MissingColumn as exc:
+            if _column_gone(run, job, entity, exc):
+                return
+            raise
         job.pages += 1
         job.records_read += outcome.read
         job.records_done += outcome.done
@@ -221,6 +211,37 @@ def _finish(run: _Run, job: QuickSyncJob, state: JobState, notice: str) -> None:
         log.info("Quick Sync %s was finished by another instance", job.id)
         return
     log.warning("%s", notice)  # the notice: at WARNING so it reaches the alerts, and kept on the job
+
+
+def _column_gone(run: _Run, job: QuickSyncJob, entity: EntityMapping, exc: MissingColumn) -> bool:
+    """The job's column was deleted in Dynamics mid-Quick-Sync: the field is marked broken as the live sync marks
+    it (reported once) and the job cancelled, so later runs do not start it again. False when Dynamics named
+    another column: the caller's error stands."""
+    if (exc.table, exc.column) != (job.entity, job.column):
+        return False
+    marked = mark_broken(run.live, entity, job.column, side=Side.DYNAMICS, at=run.now())
+    if marked is None:  # not a column the entity maps after all
+        return False
+    run.mapping = marked.mapping
+    if marked.error is not None:
+        run.store.add_error(marked.error)
+    run.report.errors.append(f"{job.id}: {exc}")
+    job.last_error = str(exc)
+    notice = (
+        f"Quick Sync of {job.entity}.{job.column} cancelled: the column no longer exists in Dynamics, the field is "
+        f"marked broken (see the status view); {job.records_done} records were refreshed before"
+    )
+    _finish(run, job, JobState.CANCELLED, notice)
+    return True
+
+
+def _restart(run: _Run, job: QuickSyncJob, exc: SkipRecord) -> None:
+    """A page Dynamics refused: most likely a stale resume link, so the next run starts over from the first page
+    (a refresh is idempotent); refused on the first page, the job waits with the error noted."""
+    _note_error(run, job, exc)
+    if job.next_link is not None:
+        job.next_link, job.restarts = None, job.restarts + 1
+        _save_quietly(run, job)
 
 
 def _note_error(run: _Run, job: QuickSyncJob, exc: SyncError) -> None:

@@ -20,8 +20,10 @@ One module per concept:
 * :mod:`.batch` the batch as values (targets, the plan, the report) and what the work goes through;
 * :mod:`.matching` which person each lead or contact is; :mod:`.persons` leads and contacts, two-way;
 * :mod:`.objects` one-way entities; :mod:`.roles` an opportunity's primary contact role;
-* :mod:`.broken` columns and fields that disappear; :mod:`.links` saving links and baselines;
-* :mod:`.sync_errors` the sync error records, worded.
+* :mod:`.broken` columns and fields that disappear; :mod:`.links` saving links and baselines.
+
+The sync error records are worded in :mod:`shared.pipeline.sync_errors`, and a vanished field is marked broken
+in :mod:`shared.pipeline.field_states`: Quick Sync records and marks them the same way.
 """
 
 from __future__ import annotations

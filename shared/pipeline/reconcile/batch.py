@@ -20,9 +20,9 @@ from shared.core.policy import Action, Decision, Trigger
 from shared.dataverse.client import DataverseClient
 from shared.marketo.client import MarketoClient
 from shared.pipeline.notification import Kind, Notification, Source
-from shared.pipeline.reconcile.sync_errors import retries_exhausted
+from shared.pipeline.ports import LiveMapping
+from shared.pipeline.sync_errors import retries_exhausted
 from shared.store.base import StateStore
-from shared.store.mapping import MappingRepository
 from shared.store.model import Link, PauseState, SyncErrorRecord
 
 MAX_ATTEMPTS = 8
@@ -133,12 +133,11 @@ class Batch:
     mid-batch leaves it at once) and the report that collects what happened."""
 
     mapping: SyncMapping
-    mappings: MappingRepository
+    live: LiveMapping  # the stored mapping document, where a vanished field is marked broken
     store: StateStore
     dataverse: DataverseClient
     marketo: MarketoClient
     clock: Callable[[], datetime]
-    on_mapping_change: Callable[[], object] | None = None  # tells the process its cached mapping is stale
     report: BatchReport = field(default_factory=BatchReport)
 
     def fail(self, *errors: SyncErrorRecord) -> None:

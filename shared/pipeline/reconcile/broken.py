@@ -1,28 +1,28 @@
 """Columns and fields that disappear: an admin deletes a mapped Dynamics column or Marketo field.
 
 Dataverse then refuses any read that selects the column (:class:`~shared.errors.MissingColumn`), Marketo any
-read that asks for the field (:class:`~shared.errors.MissingField`). Rather than fail every batch, the field is
-marked broken in the stored mapping, reported once as a sync error, and the read is repeated without it, so the
-other fields keep syncing. A vanished sync filter column turns the entity's filter off. When another batch (or
-instance) marked it first, this one only catches up with the stored mapping.
+read that asks for the field (:class:`~shared.errors.MissingField`) and, for one-way objects, which are written
+without a read, every record whose upsert carries it (a 1006 skip that names the field). Rather than fail every
+batch, or every record, the field is marked broken in the stored mapping, reported once as a sync error, and the
+read (or those records' upsert) is repeated without it, so the other fields keep syncing. A vanished sync filter
+column turns the entity's filter off. When another batch (or instance) marked it first, this one only catches up
+with the stored mapping.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from shared.core.entities import Side
-from shared.core.mapping import SYNC_FILTER_COLUMN, EntityMapping, FieldState
+from shared.core.mapping import EntityMapping
 from shared.dataverse.records import Record
 from shared.errors import MissingColumn, SkipRecord
+from shared.marketo.models import RecordOutcome
+from shared.pipeline import field_states, marketo_side
 from shared.pipeline.dataverse_side import dataverse_select
 from shared.pipeline.reconcile.batch import Batch
-from shared.pipeline.reconcile.sync_errors import column_missing
-from shared.store.mapping import CHANGED, UNCHANGED, entity_document
-
-log = logging.getLogger(__name__)
 
 
 def read_dynamics(batch: Batch, mapping: EntityMapping, ids: list[str]) -> tuple[EntityMapping, dict[str, Record]]:
@@ -37,6 +37,31 @@ def read_dynamics(batch: Batch, mapping: EntityMapping, ids: list[str]) -> tuple
     raise SkipRecord(f"{mapping.entity}: columns keep disappearing while reading", code="column-missing")
 
 
+def upsert_objects(
+    batch: Batch, mapping: EntityMapping, bodies: list[dict[str, Any]]
+) -> tuple[list[RecordOutcome], set[str]]:
+    """Upsert one-way records; returns each one's outcome, and the columns left out because Marketo's object no
+    longer has their field.
+
+    Marketo skips each record that carries such a field (1006, naming it) and upserts the rest. A mapped field
+    named so is marked broken, and the records it failed are sent again without it; as each skip names only the
+    first field it met, this repeats for as many fields as vanished.
+    """
+    outcomes = marketo_side.upsert_objects(batch.marketo, mapping, bodies)
+    dropped: set[str] = set()  # the vanished Marketo fields, casefolded
+    for _ in range(len(mapping.fields) + 1):
+        named = {o.missing_field.casefold() for o in outcomes if not o.ok and o.missing_field is not None}
+        gone = {name for name in named if mapping.entity in marketo_field_gone(batch, [mapping], name)}
+        if not gone:
+            break
+        dropped |= gone
+        again = [i for i, o in enumerate(outcomes) if (o.missing_field or "").casefold() in gone]
+        resent = [{k: v for k, v in bodies[i].items() if k.casefold() not in dropped} for i in again]
+        for i, outcome in zip(again, marketo_side.upsert_objects(batch.marketo, mapping, resent), strict=True):
+            outcomes[i] = replace(outcome, index=i)
+    return outcomes, {mapping.by_marketo[name].dynamics for name in dropped}
+
+
 def marketo_field_gone(batch: Batch, mappings: Sequence[EntityMapping], name: str) -> set[str]:
     """Every mapping that maps the vanished Marketo field marks it broken; returns the entities that did."""
     marked = set()
@@ -48,41 +73,16 @@ def marketo_field_gone(batch: Batch, mappings: Sequence[EntityMapping], name: st
 
 
 def mark_broken(batch: Batch, mapping: EntityMapping, column: str, *, side: Side) -> bool:
-    """Mark a mapped column broken in the stored mapping (or turn off a vanished sync filter column).
+    """Mark a mapped column broken (:func:`shared.pipeline.field_states.mark_broken`) and report it in the batch.
 
     False when the column is not one the mapping reads (the caller's error stands); True when the stored mapping
     no longer reads it, whether this batch marked it (and reported it) or someone else did first.
     """
-    field = mapping.by_column.get(column)
-    if field is None and column != SYNC_FILTER_COLUMN:
+    marked = field_states.mark_broken(batch.live, mapping, column, side=side, at=batch.clock())
+    if marked is None:
         return False
-    marked = False
-
-    def change(document: dict[str, Any]) -> bool:
-        nonlocal marked
-        marked = False  # re-run on the freshest document after a conflict
-        entity = entity_document(document, mapping.entity)
-        if entity is None:
-            return UNCHANGED
-        if field is None:
-            if not entity.get("sync_filter"):
-                return UNCHANGED
-            entity["sync_filter"] = False
-        else:
-            named = [f for f in entity.get("fields", []) if f.get("dynamics") == column]
-            if all(f.get("state") == FieldState.BROKEN.value for f in named):
-                return UNCHANGED  # already broken, or no longer mapped
-            for f in named:
-                f["state"] = FieldState.BROKEN.value
-        marked = True
-        return CHANGED
-
-    batch.mapping = batch.mappings.update(change)
-    if batch.on_mapping_change is not None:
-        batch.on_mapping_change()
-    if not marked:  # another batch (or instance) found and reported it first: this one has caught up
+    batch.mapping = marked.mapping
+    if marked.error is None:  # another batch (or instance) found and reported it first: this one has caught up
         return mapping.entity in batch.mapping.by_entity
-    error = column_missing(mapping.entity, column, field, side, at=batch.clock())
-    log.error("%s: %s", mapping.entity, error.message)
-    batch.fail(error)
+    batch.fail(marked.error)
     return True

@@ -3,7 +3,8 @@
 Per entity and batch: one Dataverse read and one Marketo upsert, keyed by the Dynamics id held in the object's
 dedupe field; Dynamics always wins. Opportunities also send their primary contact's role
 (:mod:`~shared.pipeline.reconcile.roles`). A record Marketo refuses keeps its old baseline, so its change is sent
-again at the next one.
+again at the next one; a mapped field the object no longer has is marked broken and left out of the records
+(:func:`~shared.pipeline.reconcile.broken.upsert_objects`), which keep its old baseline.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from shared.core.values import Canonical, read_dynamics_record
 from shared.pipeline import marketo_side
 from shared.pipeline.dataverse_side import sync_filter_flag
 from shared.pipeline.reconcile.batch import Batch, Target
-from shared.pipeline.reconcile.broken import read_dynamics
-from shared.pipeline.reconcile.links import save_link
+from shared.pipeline.reconcile.broken import read_dynamics, upsert_objects
+from shared.pipeline.reconcile.links import keep_failed, save_link
 from shared.pipeline.reconcile.roles import ROLE_KEY, sync_primary_contact_roles
-from shared.pipeline.reconcile.sync_errors import conversion_errors, marketo_error, record_not_found
+from shared.pipeline.sync_errors import conversion_errors, marketo_error, record_not_found
 from shared.store.model import Link
 
 _PUSHED = (RecordAction.CREATE_IN_MARKETO, RecordAction.UPSERT_IN_MARKETO)
@@ -62,14 +63,14 @@ def reconcile_objects(batch: Batch, mapping: EntityMapping, targets: list[Target
             body = marketo_side.marketo_body(mapping, decision)
             body[mapping.marketo_link_field] = rid
             pushes.append(ObjectPush(target, link, decision, body))
-    outcomes = marketo_side.upsert_objects(batch.marketo, mapping, [p.body for p in pushes])
+    outcomes, left_out = upsert_objects(batch, mapping, [p.body for p in pushes])
     saved: list[tuple[ObjectPush, str | None, dict[str, Canonical]]] = []
     for push, outcome in zip(pushes, outcomes, strict=True):
         if not outcome.ok:
             batch.fail(marketo_error(entity, push.target.dynamics_id, "upsert", outcome, at=batch.clock()))
             continue
         marketo_id = str(outcome.id) if outcome.id is not None else (push.link.marketo_id if push.link else None)
-        saved.append((push, marketo_id, dict(push.decision.new_baseline)))
+        saved.append((push, marketo_id, keep_failed(push.decision, push.link, left_out)))
     if entity == "opportunity":
         baselines = {push.target.dynamics_id: baseline for push, _, baseline in saved}
         for rid, contact in sync_primary_contact_roles(batch, baselines, records).items():

@@ -27,7 +27,7 @@ from shared.pipeline.reconcile.batch import Batch, Target
 from shared.pipeline.reconcile.broken import marketo_field_gone, read_dynamics
 from shared.pipeline.reconcile.links import keep_failed, save_link
 from shared.pipeline.reconcile.matching import MatchKind, PersonGroup, linked_persons, match_by_email
-from shared.pipeline.reconcile.sync_errors import (
+from shared.pipeline.sync_errors import (
     conversion_errors,
     dataverse_error,
     duplicate_person,

@@ -15,12 +15,12 @@ from shared.core.mapping import EntityMapping, SyncMapping
 from shared.dataverse.client import DataverseClient
 from shared.marketo.client import MarketoClient
 from shared.pipeline.notification import Notification, notification_message
+from shared.pipeline.ports import LiveMapping
 from shared.pipeline.reconcile.batch import Batch, BatchReport, Target, plan_batch
 from shared.pipeline.reconcile.objects import reconcile_objects
 from shared.pipeline.reconcile.persons import reconcile_persons
 from shared.queueing import QueueSender
 from shared.store.base import StateStore
-from shared.store.mapping import MappingRepository
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +39,12 @@ class Reconciler:
         queue: QueueSender,
         queue_name: str,
         *,
+        live: LiveMapping,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         pause_delay: timedelta = timedelta(seconds=30),
-        on_mapping_change: Callable[[], object] | None = None,
-        mappings: MappingRepository | None = None,
     ) -> None:
-        """``mappings`` is the stored mapping document, where a vanished field is marked broken (by default the
-        store's, seeded from ``mapping``); ``on_mapping_change`` tells the process its cached mapping is stale."""
+        """``mapping`` is this process's copy, which the batch syncs by; ``live`` the stored document, where a
+        vanished field is marked broken (and this process's copy refreshed at once)."""
         self.mapping = mapping
         self.store = store
         self.dataverse = dataverse
@@ -54,13 +53,10 @@ class Reconciler:
         self.queue_name = queue_name
         self.clock = clock
         self.pause_delay = pause_delay
-        self.on_mapping_change = on_mapping_change
-        self.mappings = mappings or MappingRepository(store, mapping.model_dump_json)
+        self.live = live
 
     def run(self, notes: Sequence[Notification]) -> BatchReport:
-        batch = Batch(
-            self.mapping, self.mappings, self.store, self.dataverse, self.marketo, self.clock, self.on_mapping_change
-        )
+        batch = Batch(self.mapping, self.live, self.store, self.dataverse, self.marketo, self.clock)
         report = batch.report
         pause = self.store.get_pause()
         persons = self.store.find_many_by_marketo(

@@ -14,7 +14,7 @@ from typing import Any
 from shared.core.values import Canonical
 from shared.dataverse.records import Record
 from shared.pipeline.reconcile.batch import Batch
-from shared.pipeline.reconcile.sync_errors import marketo_error
+from shared.pipeline.sync_errors import marketo_error
 
 PRIMARY_CONTACT_ROLE = "Primary Contact"
 ROLE_KEY = "_role:primary_contact"  # kept in the opportunity's baseline: the contact whose role Marketo has

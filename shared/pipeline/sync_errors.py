@@ -1,8 +1,10 @@
-"""The sync errors a reconcile records, one value per failed record (or field), worded for the Sync Errors view.
+"""The sync errors the pipeline records, one value per failed record (or field), worded for the Sync Errors view.
 
-Each message says what went wrong and what a person can do about it. Codes are the service's own where it gave
-one (Marketo reason codes, Dataverse error codes) and ours otherwise: ``record-not-found``, ``duplicate-person``,
-``retries-exhausted``, ``column-missing``, ``conversion``. The direction says which way the change was going.
+The reconcile, Quick Sync and the queue reader all build them here, so one record's failure reads the same
+whichever of them met it. Each message says what went wrong and what a person can do about it. Codes are the
+service's own where it gave one (Marketo reason codes, Dataverse error codes) and ours otherwise:
+``record-not-found``, ``duplicate-person``, ``retries-exhausted``, ``column-missing``, ``conversion``,
+``bad-message``. The direction says which way the change was going.
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ def sync_error(
         occurred_at=at,
         field=field,
     )
+
+
+def unreadable_message(message_id: str | None, problem: str, body: bytes, *, at: datetime) -> SyncErrorRecord:
+    """A queue message that is neither a notification nor a Dataverse context: recorded, never retried."""
+    message = f"queue message {message_id} is not readable: {problem}; body starts {body[:80]!r}"
+    return sync_error("-", message_id or "", "dequeue", "-", "bad-message", message, at=at)
 
 
 def record_not_found(entity: str, rid: str, *, at: datetime) -> SyncErrorRecord:
