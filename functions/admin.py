@@ -11,6 +11,7 @@ from functions.http import answers_errors, json_answer, text_answer
 from functions.status_page import status_page
 from shared.errors import InvalidRequest
 from shared.pipeline import admin
+from shared.pipeline import person_to_dynamics as person
 from shared.services import services
 from shared.store.model import ErrorStatus, PauseState
 
@@ -32,7 +33,8 @@ def _error_status(params: Mapping[str, str]) -> ErrorStatus | None:
 
 def _limit(params: Mapping[str, str]) -> int:
     text = params.get("limit", "500")
-    if not text.isdigit() or not 1 <= int(text) <= MAX_ERRORS_LISTED:
+    digits = text.isascii() and text.isdigit() and len(text) <= len(str(MAX_ERRORS_LISTED))  # not "²", not 5,000 digits
+    if not digits or not 1 <= int(text) <= MAX_ERRORS_LISTED:
         raise InvalidRequest(
             f"limit must be a whole number from 1 to {MAX_ERRORS_LISTED}", code="bad-query", field="limit"
         )
@@ -47,7 +49,7 @@ def _paused(state: PauseState) -> func.HttpResponse:
 @answers_errors
 def status(req: func.HttpRequest) -> func.HttpResponse:
     svc = services()
-    data = admin.status(svc.store, svc.mapping, svc.observer, svc.settings.changes_queue)
+    data = admin.status(svc.store, svc.mapping, svc.observer, svc.settings.changes_queue, now=svc.clock())
     if req.params.get("format") == "html" or "text/html" in (req.headers.get("accept") or ""):
         return text_answer(HTTPStatus.OK, status_page(data), "text/html")
     return json_answer(HTTPStatus.OK, data)
@@ -103,13 +105,39 @@ def resume(req: func.HttpRequest) -> func.HttpResponse:
     return _paused(admin.set_pause(svc.store, svc.mapping, req.params.get("entity") or None, paused=False))
 
 
+PERSON_ANSWERS: Mapping[person.Outcome, HTTPStatus] = {
+    person.Outcome.CREATED: HTTPStatus.CREATED,
+    person.Outcome.ALREADY_LINKED: HTTPStatus.OK,
+    person.Outcome.LINKED_EXISTING: HTTPStatus.OK,
+}
+
+
+def _person_answer(synced: person.PersonSynced) -> func.HttpResponse:
+    if synced.outcome is person.Outcome.IN_PROGRESS:
+        wait = synced.retry_after or person.RETRY_AFTER
+        message = "another call is linking or creating this person's Dynamics record: ask again shortly"
+        return json_answer(
+            HTTPStatus.CONFLICT,
+            {"error": {"code": synced.outcome.value, "message": message}},
+            {"Retry-After": str(wait)},
+        )
+    body: dict[str, str] = {"status": synced.outcome.value, "entity": synced.entity or "", "id": synced.id or ""}
+    if synced.matched_by is not None:
+        body["matched_by"] = synced.matched_by
+    return json_answer(PERSON_ANSWERS[synced.outcome], body)
+
+
 @bp.route(route="marketo/persons/{marketo_id}/sync-to-dynamics", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @answers_errors
 def sync_person_to_dynamics(req: func.HttpRequest) -> func.HttpResponse:
     svc = services()
-    synced = admin.sync_person_to_dynamics(
-        svc.store, svc.mapping, svc.dataverse, svc.marketo, req.route_params["marketo_id"]
+    synced = person.sync_person_to_dynamics(
+        svc.store,
+        svc.mapping,
+        svc.dataverse,
+        svc.marketo,
+        req.route_params.get("marketo_id", ""),
+        claim_timeout=svc.settings.person_claim_timeout_seconds,
+        clock=svc.clock,
     )
-    if synced.created:
-        return json_answer(HTTPStatus.CREATED, {"status": "created", "entity": synced.entity, "id": synced.id})
-    return json_answer(HTTPStatus.OK, {"status": "already linked", "entity": synced.entity, "id": synced.id})
+    return _person_answer(synced)

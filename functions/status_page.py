@@ -38,12 +38,21 @@ def status_page(data: dict[str, Any]) -> str:
         )
         or "<li>none</li>"
     )
+    services = data.get("services", {})
+    notices = "".join(
+        f"<p class=outage><strong>{html.escape(str(s['notice']))}</strong></p>"
+        for s in services.values()
+        if s.get("notice")
+    )
+    pending = data.get("pending", {})
+    waiting = f"Pending records: {pending.get('total', 0)} ({pending.get('due', 0)} due for the sweep)."
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Sync status</title>
 <meta http-equiv="refresh" content="10">
 <style>body{{font-family:system-ui,sans-serif;margin:2rem}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}}th{{background:#f4f4f4}}</style></head>
 <body><h1>Dynamics 365 &harr; Marketo sync</h1>
+{notices}<p>{html.escape(waiting)}</p>
 <p>{"<strong>The whole sync is paused.</strong> " if data["paused"] else ""}Generated {html.escape(data["generated_at"])}.
 Queue <code>{html.escape(queue["name"])}</code>: {queue["pending"]} pending, {queue["dead_lettered"] or 0} dead-lettered.</p>
 <table><tr><th>Entity</th><th>Direction</th><th>Paused</th><th>Backlog</th><th>Oldest pending (s)</th>

@@ -20,8 +20,11 @@ log = logging.getLogger(__name__)
     cardinality=func.Cardinality.MANY,
 )
 def reconcile(messages: list[func.ServiceBusMessage]) -> None:
-    """Raises only when the whole batch must be retried (a service is throttled or down): Service Bus then
-    redelivers it, and dead-letters it after the queue's max delivery count."""
+    """Returns normally (the messages complete) when the batch was reconciled, and also when Marketo or Dataverse
+    is unavailable: the records' pending marks then wait for the circuit's probe, so an outage never burns the
+    delivery count. Raises only when the state store itself fails (nothing else can hold the work: Service Bus
+    redelivers, and dead-letters after the max delivery count; the marks written before stay for the sweep) or on
+    a bug."""
     svc = services()
     batch = dequeue.read_batch(
         [(m.message_id, m.get_body(), m.delivery_count) for m in messages],
@@ -30,6 +33,13 @@ def reconcile(messages: list[func.ServiceBusMessage]) -> None:
         store=svc.store,
     )
     report = svc.reconciler().run(batch.notifications)
+    if report.waiting_on is not None:
+        log.warning(
+            "%s unavailable: %d notification(s) completed, their records wait for the probe",
+            report.waiting_on,
+            len(batch.notifications),
+        )
+        return
     log.info(
         "reconciled %d notification(s): %d decision(s), %d error(s), %d requeued, %d ignored",
         len(messages),

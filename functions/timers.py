@@ -1,12 +1,14 @@
-"""The timers: Marketo's lead-changes feed and the Dataverse change-tracking catch-up."""
+"""The timers: Marketo's lead-changes feed, the Dataverse change-tracking catch-up, and the pending sweep."""
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import azure.functions as func
 
 from shared.pipeline import feeds
+from shared.pipeline.sweep import sweep
 from shared.services import services
 
 bp = func.Blueprint()
@@ -16,7 +18,14 @@ log = logging.getLogger(__name__)
 @bp.timer_trigger(arg_name="timer", schedule="%MARKETO_FEED_SCHEDULE%", run_on_startup=False)
 def marketo_feed(timer: func.TimerRequest) -> None:
     svc = services()
-    report = feeds.read_marketo_feed(svc.store, svc.marketo, svc.mapping, svc.changes)
+    report = feeds.read_marketo_feed(
+        svc.store,
+        svc.marketo,
+        svc.mapping,
+        svc.changes,
+        now=svc.clock,
+        first_lookback=timedelta(hours=svc.settings.marketo_feed_first_lookback_hours),
+    )
     log.info(
         "Marketo feed: %d queued, %d echoes skipped, %d unlinked, %d persons deleted in Marketo let go",
         report.queued,
@@ -29,5 +38,30 @@ def marketo_feed(timer: func.TimerRequest) -> None:
 @bp.timer_trigger(arg_name="timer", schedule="%DATAVERSE_CATCHUP_SCHEDULE%", run_on_startup=False)
 def dataverse_catchup(timer: func.TimerRequest) -> None:
     svc = services()
-    report = feeds.catch_up_dataverse(svc.store, svc.dataverse, svc.mapping, svc.changes)
+    report = feeds.catch_up_dataverse(svc.store, svc.dataverse, svc.mapping, svc.changes, now=svc.clock)
     log.info("Dataverse catch-up: %d queued (%s), %d in sync", report.queued, report.details, report.echoes)
+
+
+@bp.timer_trigger(arg_name="timer", schedule="%PENDING_SWEEP_SCHEDULE%", run_on_startup=False)
+def pending_sweep(timer: func.TimerRequest) -> None:
+    """Re-enqueue the pending marks that are due (lost or dead-lettered messages), or probe an unavailable
+    service; the sweep's rules are in shared/pipeline/sweep.py."""
+    svc = services()
+    s = svc.settings
+    report = sweep(
+        svc.pending,
+        svc.circuits,
+        svc.changes,
+        now=svc.clock(),
+        page=s.pending_sweep_page_size,
+        probe=s.circuit_probe_size,
+    )
+    feeds.record_run(svc.store, "pending_sweep", svc.clock())
+    log.info(
+        "pending sweep: %d pending, %d due, %d sent; probing %s; waiting for %s",
+        report.pending,
+        report.due,
+        report.sent,
+        ", ".join(report.probing) or "nothing",
+        ", ".join(report.waiting) or "nothing",
+    )

@@ -12,11 +12,11 @@ import heapq
 import itertools
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from shared.queueing import OutgoingMessage
+from shared.queueing import DeadLettered, OutgoingMessage, Resend, Settled, Settlement
 
 
 @dataclass(order=True)
@@ -45,6 +45,8 @@ class DeadLetter:
     description: str
     delivery_count: int
     dead_lettered_at: datetime
+    sequence: int = 0
+    enqueued_at: datetime | None = None
 
 
 class LocalQueue:
@@ -70,6 +72,7 @@ class LocalQueue:
         self._sequence = itertools.count(1)
         self._cond = threading.Condition()
         self.dead_letters: list[DeadLetter] = []
+        self._dead_locked: set[int] = set()  # sequence numbers of dead letters a settle call holds
         self.duplicates_dropped = 0
 
     # --- producer side ---------------------------------------------------------------------------------------
@@ -167,6 +170,8 @@ class LocalQueue:
                             f"Message could not be consumed after {entry.delivery_count} delivery attempts: {reason}",
                             entry.delivery_count,
                             self._wall(),
+                            entry.sequence,
+                            entry.enqueued_at,
                         )
                     )
                     continue
@@ -181,6 +186,38 @@ class LocalQueue:
         with self._cond:
             entries = sorted([*self._ready, *self._locked.values()], key=lambda e: e.sequence)
             return [Delivered(e.message, e.sequence, e.enqueued_at, e.delivery_count) for e in entries]
+
+    # --- the dead-letter sub-queue: peek, lock, then complete or release -----------------------------------------
+
+    def peek_dead_letters(self, after: int = 0, limit: int = 100) -> list[DeadLetter]:
+        """Locked ones too, as a Service Bus peek shows them; by sequence number, oldest first."""
+        with self._cond:
+            found = sorted((d for d in self.dead_letters if d.sequence > after), key=lambda d: d.sequence)
+            return found[:limit]
+
+    def lock_dead_letters(self, sequences: Collection[int]) -> list[DeadLetter]:
+        """Lock those of ``sequences`` that are there and not locked by another caller; the rest are missed."""
+        with self._cond:
+            free = [d for d in self.dead_letters if d.sequence in sequences and d.sequence not in self._dead_locked]
+            self._dead_locked.update(d.sequence for d in free)
+            return free
+
+    def complete_dead_letter(self, sequence: int) -> None:
+        with self._cond:
+            self._dead_locked.discard(sequence)
+            self.dead_letters[:] = [d for d in self.dead_letters if d.sequence != sequence]
+
+    def release_dead_letters(self, sequences: Collection[int]) -> None:
+        with self._cond:
+            self._dead_locked.difference_update(sequences)
+
+    def drop_ready(self) -> int:
+        """Forget the messages waiting (ready or scheduled), as if they had never been sent."""
+        with self._cond:
+            lost = len(self._ready)
+            self._ready.clear()
+            self._cond.notify_all()
+            return lost
 
     def idle(self) -> bool:
         with self._cond:
@@ -199,8 +236,12 @@ class LocalQueue:
 class LocalBroker:
     """The local host's queues, addressed by name; implements the QueueSender port."""
 
-    def __init__(self, *, max_delivery_count: int = 10) -> None:
+    def __init__(
+        self, *, max_delivery_count: int = 10, wall: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        """``wall``: the time scheduled messages are measured from and enqueue times are stamped with."""
         self.max_delivery_count = max_delivery_count
+        self._wall = wall
         self._queues: dict[str, LocalQueue] = {}
         self._lock = threading.Lock()
 
@@ -208,12 +249,55 @@ class LocalBroker:
         with self._lock:
             found = self._queues.get(name)
             if found is None:
-                found = self._queues[name] = LocalQueue(name, max_delivery_count=self.max_delivery_count)
+                found = self._queues[name] = LocalQueue(
+                    name, max_delivery_count=self.max_delivery_count, wall=self._wall
+                )
             return found
 
     def send(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
         self.queue(queue).send(messages)
 
+    def drop(self, queue: str) -> int:
+        """Lose every message waiting on a queue (not locked ones): how many. For tests of what the sweep finds."""
+        return self.queue(queue).drop_ready()
+
     def queues(self) -> dict[str, LocalQueue]:
         with self._lock:
             return dict(self._queues)
+
+    def dead_letters(self, queue: str, *, after: int = 0, limit: int = 100) -> list[DeadLettered]:
+        """The DeadLetterQueue port, as ServiceBusObserver implements it in Azure."""
+        return [_dead_lettered(d) for d in self.queue(queue).peek_dead_letters(after, limit)]
+
+    def settle(self, queue: str, plan: Mapping[int, Settlement]) -> Settled:
+        """Lock, act, complete: a dead letter another call holds is missed, as a peek-lock receive misses it."""
+        q = self.queue(queue)
+        locked = q.lock_dead_letters(set(plan))
+        done: list[DeadLettered] = []
+        try:
+            for dead in locked:
+                settlement = plan[dead.sequence]
+                if isinstance(settlement, Resend):
+                    q.send([settlement.message])
+                q.complete_dead_letter(dead.sequence)
+                done.append(_dead_lettered(dead))
+        finally:
+            q.release_dead_letters([d.sequence for d in locked])
+        got = {d.sequence for d in locked}
+        return Settled(done, sorted(s for s in plan if s not in got))
+
+
+def _dead_lettered(d: DeadLetter) -> DeadLettered:
+    m = d.message
+    return DeadLettered(
+        message_id=m.message_id,
+        sequence_number=d.sequence,
+        enqueued_at=d.enqueued_at,
+        reason=d.reason,
+        description=d.description,
+        delivery_count=d.delivery_count,
+        body=m.body,
+        correlation_id=m.correlation_id,
+        subject=m.subject,
+        application_properties=dict(m.application_properties),
+    )

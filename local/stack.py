@@ -2,13 +2,16 @@
 
 Used by ``python -m local`` (the README's first command) and by the end-to-end tests, which run the
 very same stack in-process (``in_process=True``: HTTP between the parts goes through httpx transports instead of
-loopback sockets, so a test is fast and needs no ports).
+loopback sockets, so a test is fast and needs no ports). With ``sims`` (the settings ``python -m local.simulators``
+wrote) it runs against simulators in their own process instead, so either side can restart without the other.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -21,7 +24,7 @@ from local.host import Batching, LocalHost
 from local.loopback import LoopbackServer
 from local.tenants import Secrets, SimulatedTenants
 from shared.core.mapping import load_mapping
-from shared.queueing import Pending
+from shared.queueing import DeadLettered, Pending, Settled, Settlement
 from shared.services import ROOT, Services, build_dataverse, build_marketo, build_services, install
 from shared.settings import Settings
 from shared.store.sqlite import sqlite_store
@@ -33,6 +36,8 @@ ENTRA = "https://login.microsoftonline.com"  # MSAL insists on https; the simula
 
 
 class BrokerObserver:
+    """The status view's QueueObserver and the admin's DeadLetterQueue over the local broker."""
+
     def __init__(self, broker: LocalBroker) -> None:
         self.broker = broker
 
@@ -45,6 +50,12 @@ class BrokerObserver:
     def dead_lettered(self, queue: str) -> int:
         return len(self.broker.queue(queue).dead_letters)
 
+    def dead_letters(self, queue: str, *, after: int = 0, limit: int = 100) -> list[DeadLettered]:
+        return self.broker.dead_letters(queue, after=after, limit=limit)
+
+    def settle(self, queue: str, plan: Mapping[int, Settlement]) -> Settled:
+        return self.broker.settle(queue, plan)
+
 
 def binding_settings(settings: Settings) -> dict[str, str]:
     """The app settings the function bindings name (``%SYNC_CHANGES_QUEUE%`` and friends)."""
@@ -54,6 +65,7 @@ def binding_settings(settings: Settings) -> dict[str, str]:
         "MARKETO_FEED_SCHEDULE": settings.marketo_feed_schedule,
         "DATAVERSE_CATCHUP_SCHEDULE": settings.dataverse_catchup_schedule,
         "QUICK_SYNC_SCHEDULE": settings.quick_sync_schedule,
+        "PENDING_SWEEP_SCHEDULE": settings.pending_sweep_schedule,
     }
 
 
@@ -107,6 +119,13 @@ class LocalStack:
     observe: Callable[[httpx.Request], None] | None = None  # sees every in-process request to a simulator
     overrides: Mapping[str, str] = field(default_factory=dict)
     state_path: str | None = None
+    sims: Mapping[str, str] | None = None  # settings of external simulators (``python -m local.simulators``)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    """The product's time (marks, circuits, the sweep, scheduled messages): tests inject one they move."""
+    sleep: Callable[[float], None] = time.sleep
+    """How the clients wait between their own retries and for Marketo's rate limiter (tests skip the waits)."""
+    monotonic: Callable[[], float] = time.monotonic
+    """The clock ``sleep`` moves: the clients' retry budgets and Marketo's rate limiter read it."""
     settings: Settings = field(init=False)
     tenants: SimulatedTenants | None = field(init=False, default=None)
     broker: LocalBroker = field(init=False)
@@ -117,10 +136,14 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         base = Settings.model_validate(dict(self.overrides))
-        self.broker = LocalBroker()
+        self.broker = LocalBroker(wall=self.clock)
         live = base.target == "live"
         env: dict[str, str] = dict(self.overrides)
-        if not live:
+        if self.sims is not None:
+            if self.in_process or live:
+                raise ValueError("external simulators are reached over loopback: not in_process, not SYNC_TARGET=live")
+            env = {**self.sims, **env}
+        elif not live:
             mapping_path = Path(base.mapping_file)
             mapping = load_mapping((mapping_path if mapping_path.is_absolute() else ROOT / mapping_path).read_text())
             self.tenants = SimulatedTenants(mapping, Secrets.configured(self.overrides))
@@ -140,6 +163,20 @@ class LocalStack:
             self.services = Services(self.settings, store, self.broker, real.dataverse, real.marketo)
         else:
             self.services = self._simulated_services(store)
+        self._start_host()
+        if self.tenants is not None:
+            in_process = self.in_process
+            self.tenants.connect(
+                IN_PROCESS_HOST if in_process else self.host.url,
+                dataverse_header=self.settings.dataverse_webhook_header,
+                marketo_header=self.settings.marketo_webhook_header,
+                dataverse_sender=self._deliver if in_process else None,
+                marketo_sender=self._deliver_and_forget if in_process else None,
+            )
+        return self
+
+    def _start_host(self) -> None:
+        self.services.clock = self.clock
         self.services.observer = BrokerObserver(self.broker)
         install(self.services)
         self.host = LocalHost(
@@ -153,21 +190,26 @@ class LocalStack:
             functions_key=self.settings.local_functions_key.get_secret_value(),
         )
         self.host.start()
-        if self.tenants is not None:
-            in_process = self.in_process
-            self.tenants.connect(
-                IN_PROCESS_HOST if in_process else self.host.url,
-                dataverse_header=self.settings.dataverse_webhook_header,
-                marketo_header=self.settings.marketo_webhook_header,
-                dataverse_sender=self._deliver if in_process else None,
-                marketo_sender=self._deliver_and_forget if in_process else None,
-            )
-        return self
+
+    def restart(self, *, keep_queue: bool) -> None:
+        """The host process dies and a new one starts over the same state store and tenants: fresh services
+        (clients, caches), and the queue's contents kept (Service Bus survives a host) or lost (``keep_queue``
+        False: what a lost message, or a broker that never got it, leaves behind)."""
+        self.host.stop()
+        if not keep_queue:
+            self.broker = LocalBroker(wall=self.clock)
+        store = self.services.store
+        if self.settings.target == "live":
+            real = build_services(self.settings)
+            self.services = Services(self.settings, store, self.broker, real.dataverse, real.marketo)
+        else:
+            self.services = self._simulated_services(store)
+        self._start_host()
 
     def _simulated_services(self, store: Any) -> Services:
-        assert self.tenants is not None
         s = self.settings
         if self.in_process:
+            assert self.tenants is not None
             transport: httpx.BaseTransport = _router(
                 {
                     _host(ENTRA): self.tenants.dataverse,
@@ -179,8 +221,8 @@ class LocalStack:
             self.http = httpx.Client(transport=transport, timeout=30.0)
         else:
             self.http = httpx.Client(transport=_Reroute({_host(ENTRA): s.dataverse_url}), timeout=30.0)
-        dataverse = build_dataverse(s, self.http)
-        marketo = build_marketo(s, self.http)
+        dataverse = build_dataverse(s, self.http, sleep=self.sleep)
+        marketo = build_marketo(s, self.http, sleep=self.sleep, clock=self.monotonic)
         return Services(s, store, self.broker, dataverse, marketo)
 
     def _deliver(self, url: str, headers: Mapping[str, str], body: bytes) -> int:

@@ -12,20 +12,24 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
+from shared.core.circuit import ProbeSchedule
 from shared.core.mapping import SyncMapping
 from shared.dataverse.auth import BearerAuth, MsalTokenSource, confidential_client
 from shared.dataverse.client import DataverseClient
 from shared.errors import SyncError
 from shared.marketo.client import MarketoClient
 from shared.marketo.limiter import RateLimiter
+from shared.pipeline.circuit import Circuits
+from shared.pipeline.pending import MarkingQueue, PendingWork
 from shared.pipeline.ports import ChangesQueue, LiveMapping
 from shared.pipeline.reconcile import Reconciler
 from shared.queueing import QueueObserver, QueueSender, ServiceBusObserver, ServiceBusQueueSender
@@ -47,6 +51,7 @@ class Services:
     dataverse: DataverseClient
     marketo: MarketoClient
     observer: QueueObserver | None = None
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # the local host injects its own
     _mapping: SyncMapping | None = field(default=None, repr=False)
     _mapping_etag: str | None = field(default=None, repr=False)
     _mapping_checked: float = field(default=0.0, repr=False)
@@ -81,8 +86,23 @@ class Services:
 
     @property
     def changes(self) -> ChangesQueue:
-        """The queue notifications wait on for the reconcile function (``SYNC_CHANGES_QUEUE``)."""
-        return ChangesQueue(self.queue, self.settings.changes_queue)
+        """The queue notifications wait on for the reconcile function (``SYNC_CHANGES_QUEUE``): every intake
+        sends through it, so each record is marked pending in the store before its message is sent."""
+        return MarkingQueue(self.queue, self.settings.changes_queue, self.pending)
+
+    @property
+    def pending(self) -> PendingWork:
+        """The pending marks: what was accepted and is not reconciled yet (docs/durability.md)."""
+        return PendingWork(self.store, self.clock, timedelta(seconds=self.settings.pending_grace_seconds))
+
+    @property
+    def circuits(self) -> Circuits:
+        """Marketo's and Dataverse's circuits, shared by every instance through the store."""
+        schedule = ProbeSchedule(
+            timedelta(seconds=self.settings.circuit_probe_base_seconds),
+            timedelta(seconds=self.settings.circuit_probe_max_seconds),
+        )
+        return Circuits(self.store, self.clock, schedule)
 
     def _refresh_mapping(self) -> None:
         if self._mapping is not None and self._mapping_etag is not None and self.mappings.etag() == self._mapping_etag:
@@ -124,7 +144,10 @@ class Services:
             self.queue,
             self.settings.changes_queue,
             live=self.live_mapping,
+            clock=self.clock,
             pause_delay=timedelta(seconds=self.settings.pause_recheck_seconds),
+            pending=self.pending,
+            circuits=self.circuits,
         )
 
 
@@ -138,13 +161,17 @@ def load_stored_mapping(store: StateStore, settings: Settings) -> SyncMapping:
     return MappingRepository(store, lambda: mapping_file_text(settings)).load().mapping
 
 
-def marketo_limiter(settings: Settings) -> RateLimiter:
+def marketo_limiter(
+    settings: Settings, *, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
+) -> RateLimiter:
     """This instance's share of Marketo's per-instance limits: they hold however far the app scales out."""
     instances = max(1, settings.api_callers)
     return RateLimiter(
         calls_per_window=max(1, math.floor(settings.marketo_calls_per_20s / instances)),
         headroom=settings.marketo_headroom,
         max_concurrency=max(1, settings.marketo_max_concurrency // instances),
+        clock=clock,
+        sleep=sleep,
     )
 
 
@@ -164,7 +191,9 @@ def _azure_credential(settings: Settings) -> Any:
     return DefaultAzureCredential()
 
 
-def build_dataverse(settings: Settings, http: httpx.Client) -> DataverseClient:
+def build_dataverse(
+    settings: Settings, http: httpx.Client, *, sleep: Callable[[float], None] = time.sleep
+) -> DataverseClient:
     """The Dataverse client for a real tenant: MSAL client credentials, one app per process."""
     secret = settings.dataverse_client_secret.get_secret_value()
     tokens = MsalTokenSource(
@@ -185,17 +214,27 @@ def build_dataverse(settings: Settings, http: httpx.Client) -> DataverseClient:
         # Dataverse allows 52 concurrent requests per user, across every instance the app scales out to.
         max_concurrency=max(1, min(settings.dataverse_max_concurrency, 52 // max(1, settings.api_callers))),
         max_url_length=30_000,  # Dataverse accepts 32,768 characters: ~300 ids per read_by_ids request
+        sleep=sleep,
     )
 
 
-def build_marketo(settings: Settings, http: httpx.Client) -> MarketoClient:
+def build_marketo(
+    settings: Settings,
+    http: httpx.Client,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> MarketoClient:
+    """``sleep`` and ``clock`` pace its retries and its rate limiter (the local host's tests skip the waits)."""
     return MarketoClient(
         http,
         base_url=settings.marketo_base_url,
         identity_url=settings.marketo_identity_url or settings.marketo_base_url.rstrip("/") + "/identity",
         client_id=settings.marketo_client_id,
         client_secret=settings.marketo_client_secret,
-        limiter=marketo_limiter(settings),
+        limiter=marketo_limiter(settings, clock=clock, sleep=sleep),
+        sleep=sleep,
+        clock=clock,
     )
 
 

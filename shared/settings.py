@@ -96,6 +96,25 @@ class Settings(BaseSettings):
         default=5000, ge=1, le=5000, validation_alias=AliasChoices("QUICK_SYNC_PAGE_SIZE")
     )
     pause_recheck_seconds: float = Field(default=30.0, gt=0, validation_alias=AliasChoices("PAUSE_RECHECK_SECONDS"))
+
+    # --- Durability: pending marks, the sweep and the circuits (docs/durability.md) -------------------------
+    pending_sweep_schedule: str = Field(
+        default="45 */1 * * * *", validation_alias=AliasChoices("PENDING_SWEEP_SCHEDULE")
+    )
+    pending_grace_seconds: float = Field(default=300.0, gt=0, validation_alias=AliasChoices("PENDING_GRACE_SECONDS"))
+    pending_sweep_page_size: int = Field(
+        default=500, ge=1, le=10_000, validation_alias=AliasChoices("PENDING_SWEEP_PAGE_SIZE")
+    )
+    circuit_probe_size: int = Field(default=5, ge=1, le=300, validation_alias=AliasChoices("CIRCUIT_PROBE_SIZE"))
+    circuit_probe_base_seconds: float = Field(
+        default=30.0, gt=0, validation_alias=AliasChoices("CIRCUIT_PROBE_BASE_SECONDS")
+    )
+    circuit_probe_max_seconds: float = Field(
+        default=900.0, gt=0, validation_alias=AliasChoices("CIRCUIT_PROBE_MAX_SECONDS")
+    )
+    marketo_feed_first_lookback_hours: float = Field(
+        default=24.0, ge=0, le=24 * 30, validation_alias=AliasChoices("MARKETO_FEED_FIRST_LOOKBACK_HOURS")
+    )
     max_instances: int = Field(default=1, ge=1, validation_alias=AliasChoices("FUNCTIONS_MAX_INSTANCES"))
     marketo_callers: int = Field(default=0, ge=0, validation_alias=AliasChoices("MARKETO_CALLERS"))
 
@@ -119,6 +138,11 @@ class Settings(BaseSettings):
         default=30.0, ge=0, validation_alias=AliasChoices("SYNC_MAPPING_REFRESH_SECONDS")
     )
     mapping_file: str = Field(default="config/mapping.json", validation_alias=AliasChoices("SYNC_MAPPING_FILE"))
+
+    # --- Admin actions ------------------------------------------------------------------------------------------
+    person_claim_timeout_seconds: float = Field(
+        default=60.0, gt=0, validation_alias=AliasChoices("SYNC_PERSON_CLAIM_TIMEOUT_SECONDS")
+    )
 
     # --- Local host (python -m local) ----------------------------------------------------------------------------
     local_functions_key: SecretStr = Field(default=SecretStr(""), validation_alias=AliasChoices("LOCAL_FUNCTIONS_KEY"))

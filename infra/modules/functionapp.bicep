@@ -53,6 +53,8 @@ param httpPerInstanceConcurrency int = 16
 param marketoFeedSchedule string
 param dataverseCatchupSchedule string
 param quickSyncSchedule string
+@description('The pending sweep: re-enqueues due pending marks and probes a service whose circuit is open (docs/durability.md).')
+param pendingSweepSchedule string = '45 */1 * * * *'
 
 // --- Product settings -------------------------------------------------------------------------------------------
 param dataverseUrl string
@@ -178,6 +180,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     MARKETO_FEED_SCHEDULE: marketoFeedSchedule
     DATAVERSE_CATCHUP_SCHEDULE: dataverseCatchupSchedule
     QUICK_SYNC_SCHEDULE: quickSyncSchedule
+    PENDING_SWEEP_SCHEDULE: pendingSweepSchedule
 
     // State store.
     STATE_STORE: 'table'

@@ -12,28 +12,28 @@ import csv
 import io
 import logging
 from collections import defaultdict
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.core.mapping import FieldType, SyncMapping
-from shared.core.values import ConversionError, from_marketo, to_dynamics
-from shared.dataverse.client import DataverseClient
-from shared.errors import Conflict, InvalidRequest, NotFound, NotPossible, RetryLater, SyncError
-from shared.marketo.client import MarketoClient
+from shared.core.mapping import SyncMapping
+from shared.errors import NotFound, RetryLater, SyncError
+from shared.pipeline import deadletters
+from shared.pipeline.circuit import Circuits
 from shared.pipeline.feeds import timer_checkpoint
-from shared.pipeline.marketo_side import person_fields, read_persons
 from shared.pipeline.notification import Notification, Source
+from shared.pipeline.person_to_dynamics import PersonSynced as PersonSynced  # noqa: PLC0414 - re-exported
+from shared.pipeline.person_to_dynamics import sync_person_to_dynamics as sync_person_to_dynamics  # noqa: PLC0414
 from shared.pipeline.ports import ChangesQueue
 from shared.pipeline.quicksync.status import quick_sync_status
 from shared.queueing import QueueObserver
 from shared.store.base import StateStore
-from shared.store.model import ErrorStatus, Link, PauseState, SyncErrorRecord
+from shared.store.model import ErrorStatus, PauseState, SyncErrorRecord
 
 log = logging.getLogger(__name__)
 
-TIMERS = ("marketo_feed", "dataverse_catchup", "quick_sync")
+TIMERS = ("marketo_feed", "dataverse_catchup", "quick_sync", "pending_sweep")
+SERVICE_NAMES = {"marketo": "Marketo", "dataverse": "Dataverse"}
 EXPORT_COLUMNS = (
     "id",
     "occurred_at",
@@ -110,6 +110,39 @@ def status(
         "entities": entities,
         "timers": timers,
         "quick_sync": quick_sync_status(store),
+        "dead_letters": deadletters.summary(observer, queue),
+        **durability_status(store, moment),
+    }
+
+
+def durability_status(store: StateStore, now: datetime) -> dict[str, Any]:
+    """The pending marks (total, due now, waiting per service) and each service's circuit, with the notice an
+    admin reads while one is open: "Marketo unavailable since 14:02 UTC, 30 records waiting"."""
+    marks = list(store.pending.all())
+    waiting: dict[str, int] = defaultdict(int)
+    for mark in marks:
+        if mark.waiting_on:
+            waiting[mark.waiting_on] += 1
+    services = {}
+    for name, circuit in Circuits(store, lambda: now).all().items():
+        since = circuit.open_since
+        services[name] = {
+            "available": not circuit.is_open,
+            "unavailable_since": since.isoformat() if since else None,
+            "next_probe_at": circuit.next_probe_at.isoformat() if circuit.next_probe_at else None,
+            "failures": circuit.failures,
+            "reason": circuit.reason,
+            "records_waiting": waiting.get(name, 0) if since else 0,
+            "notice": (
+                f"{SERVICE_NAMES.get(name, name)} unavailable since {since.astimezone(UTC):%H:%M} UTC, "
+                f"{waiting.get(name, 0)} records waiting"
+                if since
+                else None
+            ),
+        }
+    return {
+        "pending": {"total": len(marks), "due": sum(1 for m in marks if m.due(now))},
+        "services": services,
     }
 
 
@@ -182,53 +215,3 @@ def set_pause(store: StateStore, mapping: SyncMapping, entity: str | None, *, pa
     if entity is not None and entity not in mapping.by_entity:
         raise NotFound("the entity is not in the sync mapping", code="not-found")
     return store.set_pause(entity, paused)
-
-
-@dataclass(frozen=True, slots=True)
-class PersonSynced:
-    created: bool  # False: the person was linked already, nothing was done
-    entity: str
-    id: str
-
-
-def sync_person_to_dynamics(
-    store: StateStore, mapping: SyncMapping, dataverse: DataverseClient, marketo: MarketoClient, marketo_id: str
-) -> PersonSynced:
-    """Marketo's "Sync Person to Microsoft": create a Dynamics lead for an unlinked person; no-op when linked."""
-    if not marketo_id.isdigit():
-        raise InvalidRequest("a Marketo lead id is digits", code="bad-id", field="marketo_id")
-    linked = store.find_by_marketo("lead", marketo_id)
-    if linked is not None:
-        return PersonSynced(False, linked.entity, linked.dynamics_id)
-    lead = mapping.get("lead")
-    person = read_persons(marketo, [marketo_id], person_fields(lead)).get(marketo_id)
-    if person is None:
-        raise NotFound(f"Marketo has no person {marketo_id}", code="not-found")
-    values: dict[str, Any] = {}
-    baseline: dict[str, Any] = {}
-    problems: list[ConversionError] = []
-    for f in lead.live_fields:
-        if not f.to_dynamics_allowed or f.type is FieldType.LOOKUP or f.marketo not in person:
-            continue
-        canonical = from_marketo(f, person[f.marketo])
-        wire = canonical if isinstance(canonical, ConversionError) else to_dynamics(f, canonical)
-        if isinstance(wire, ConversionError):
-            problems.append(wire)
-            continue
-        if canonical is not None:
-            values[f.dynamics] = wire
-        baseline[f.dynamics] = canonical
-    if problems:
-        log.warning("person %s not synced to Dynamics: %s", marketo_id, "; ".join(map(str, problems)))
-        names = ", ".join(p.field for p in problems)
-        raise NotPossible(
-            f"the person's values of {names} cannot be written to Dynamics as they are (the function logs say why)",
-            code="unconvertible",
-        )
-    lead_id = dataverse.create("lead", values)
-    with suppress(Conflict):  # the webhook for the new lead got there first; its link is as good
-        store.save_link(Link("lead", lead_id, marketo_id, baseline, synced_at=datetime.now(UTC)))
-    marketo.sync_leads(
-        [{"id": int(marketo_id), lead.marketo_link_field: lead_id}], action="updateOnly", lookup_field="id"
-    )
-    return PersonSynced(True, "lead", lead_id)

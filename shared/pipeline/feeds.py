@@ -3,6 +3,11 @@
 Webhooks cut latency; these make sure nothing is lost. Marketo's webhook is fire-and-forget and Dataverse retries a
 webhook only once, so each timer reads its feed from a checkpoint in the state store, skips what is provably
 already in sync (the sync's own writes coming back), and queues a notification for everything else.
+
+Per page: mark, enqueue, then checkpoint. The changes queue marks each record pending before it sends
+(:class:`shared.pipeline.pending.MarkingQueue`), so a checkpoint only ever moves past work the store holds; a
+crash between the steps re-reads the page and marks it again, which changes nothing but the marks' versions.
+The Marketo feed's first run reads ``first_lookback`` back (24 hours by default), not from now.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ def read_marketo_feed(
     budget_seconds: float = 240.0,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     clock: Callable[[], float] = time.monotonic,
+    first_lookback: timedelta = timedelta(hours=24),
 ) -> FeedReport:
     """Queue a notification per linked person with a real change since the checkpoint."""
     report = FeedReport()
@@ -81,8 +87,8 @@ def read_marketo_feed(
     checkpoint = store.get_checkpoint(MARKETO_CHECKPOINT)
     started = clock()
     if checkpoint is None:
-        # First run: start from now (the catch-up timer and webhooks cover what came before).
-        token = marketo.paging_token(now() - timedelta(seconds=5))
+        # First run: look back (edits made before the sync's first run, whose webhook may be missing).
+        token = marketo.paging_token(now() - first_lookback)
         checkpoint = store.save_checkpoint(Checkpoint(MARKETO_CHECKPOINT, token, now()))
     if fields:
         for page in marketo.lead_changes(checkpoint.value, fields):

@@ -13,13 +13,16 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from shared.errors import Conflict
-from shared.store.model import Checkpoint, ErrorStatus, Link, PauseState, SyncErrorRecord
+from shared.store.model import Checkpoint, ClaimState, ErrorStatus, Link, PauseState, PersonClaim, SyncErrorRecord
+
+if TYPE_CHECKING:
+    from shared.store.pending import PendingMarks
 
 LINKS = "synclinks"
 MARKETO_INDEX = "syncmarketoindex"
@@ -28,8 +31,12 @@ DOCUMENTS = "syncdocuments"
 ERRORS = "syncerrors"
 STATS = "syncstats"
 CONTROL = "synccontrol"
+PENDING = "syncpending"
 MAPPING_DOCUMENT = "mapping"  # the sync mapping, a document with an ETag
-TABLES = (LINKS, MARKETO_INDEX, CHECKPOINTS, DOCUMENTS, ERRORS, STATS, CONTROL)
+PERSON_CLAIMS = "personclaim"  # CONTROL partition: who creates a Marketo person's lead
+TABLES = (LINKS, MARKETO_INDEX, CHECKPOINTS, DOCUMENTS, ERRORS, STATS, CONTROL, PENDING)
+BATCH_LIMIT = 100
+"""Rows one :meth:`Rows.write_many` request carries (an Azure Table batch transaction holds at most 100)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +45,17 @@ class Row:
     rk: str
     doc: dict[str, Any]
     etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One row of a :meth:`Rows.write_many`: ``insert`` (must not exist), ``replace`` and ``delete`` (only on
+    ``etag``), ``upsert`` (unconditional)."""
+
+    op: Literal["insert", "replace", "upsert", "delete"]
+    rk: str
+    doc: Mapping[str, Any] | None = None
+    etag: str | None = None
 
 
 class Rows(Protocol):
@@ -57,6 +75,12 @@ class Rows(Protocol):
 
     def delete(self, table: str, pk: str, rk: str) -> None: ...
 
+    def write_many(self, table: str, pk: str, writes: Sequence[Write]) -> dict[str, str | None]:
+        """Rows of one partition, each row key at most once, in requests of up to :data:`BATCH_LIMIT` rows
+        applied all or nothing (a failed condition raises :class:`Conflict` and that request changes nothing;
+        earlier requests stay applied). Returns each row's new ETag (None for a delete)."""
+        ...
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -71,6 +95,13 @@ class StateStore:
 
     def __init__(self, rows: Rows) -> None:
         self.rows = rows
+
+    @property
+    def pending(self) -> PendingMarks:
+        """The pending marks: work accepted and not reconciled yet (:mod:`shared.store.pending`)."""
+        from shared.store.pending import PendingMarks  # noqa: PLC0415 - it builds on this module's rows
+
+        return PendingMarks(self.rows)
 
     # --- links and baselines ---------------------------------------------------------------------------------
 
@@ -257,6 +288,43 @@ class StateStore:
         record = replace(_error(row), status=status)
         self.rows.replace(ERRORS, "error", error_id, _error_doc(record), row.etag)
         return record
+
+    # --- person claims ("sync person to Dynamics") --------------------------------------------------------------
+
+    def get_person_claim(self, marketo_id: str) -> PersonClaim | None:
+        row = self.rows.get(CONTROL, PERSON_CLAIMS, marketo_id)
+        if row is None:
+            return None
+        doc = row.doc
+        return PersonClaim(
+            marketo_id=row.rk,
+            owner=doc["owner"],
+            claimed_at=datetime.fromisoformat(doc["claimed_at"]),
+            lead_id=doc["lead_id"],
+            state=ClaimState(doc["state"]),
+            entity=doc.get("entity"),
+            dynamics_id=doc.get("dynamics_id"),
+            etag=row.etag,
+        )
+
+    def save_person_claim(self, claim: PersonClaim) -> PersonClaim:
+        """Make the claim (``etag`` None: only if the person has none) or change it on its ETag; else Conflict.
+
+        Insert-if-absent and replace-on-ETag are what let one caller of many, in any process, win the claim.
+        """
+        doc = {
+            "owner": claim.owner,
+            "claimed_at": claim.claimed_at.isoformat(),
+            "lead_id": claim.lead_id,
+            "state": claim.state.value,
+            "entity": claim.entity,
+            "dynamics_id": claim.dynamics_id,
+        }
+        if claim.etag is None:
+            etag = self.rows.insert(CONTROL, PERSON_CLAIMS, claim.marketo_id, doc)
+        else:
+            etag = self.rows.replace(CONTROL, PERSON_CLAIMS, claim.marketo_id, doc, claim.etag)
+        return replace(claim, etag=etag)
 
     # --- counters for the status view --------------------------------------------------------------------------
 

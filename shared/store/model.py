@@ -90,3 +90,28 @@ class PauseState:
 
     def is_paused(self, entity: str) -> bool:
         return self.all or entity in self.entities
+
+
+class ClaimState(StrEnum):
+    CREATING = "creating"  # the owner is matching or creating the person's lead
+    RELEASED = "released"  # the owner gave up (its create failed): anyone may take the claim at once
+    DONE = "done"  # the person is linked (``entity``, ``dynamics_id``)
+
+
+@dataclass(frozen=True, slots=True)
+class PersonClaim:
+    """Who may create the Dynamics lead of a Marketo person ("sync person to Dynamics"), and with which id.
+
+    ``lead_id`` is chosen once, when the claim is first made, and kept by whoever takes the claim over: the lead is
+    created with that id, so Dataverse itself refuses a second lead for the person (a duplicate key), and a
+    takeover finds the lead a crashed owner created by reading that id.
+    """
+
+    marketo_id: str
+    owner: str
+    claimed_at: datetime
+    lead_id: str
+    state: ClaimState = ClaimState.CREATING
+    entity: str | None = None
+    dynamics_id: str | None = None
+    etag: str | None = None

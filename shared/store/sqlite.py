@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from shared.errors import Conflict
-from shared.store.base import Row, StateStore, dumps
+from shared.store.base import BATCH_LIMIT, Row, StateStore, Write, dumps
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
@@ -111,6 +111,55 @@ class SqliteRows:
     def delete(self, table: str, pk: str, rk: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM rows WHERE tbl=? AND pk=? AND rk=?", (table, pk, rk))
+
+    def write_many(self, table: str, pk: str, writes: Sequence[Write]) -> dict[str, str | None]:
+        etags: dict[str, str | None] = {}
+        for start in range(0, len(writes), BATCH_LIMIT):
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    chunk = {w.rk: self._apply(table, pk, w) for w in writes[start : start + BATCH_LIMIT]}
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            etags.update(chunk)
+        return etags
+
+    def _apply(self, table: str, pk: str, write: Write) -> str | None:
+        """One write inside :meth:`write_many`'s transaction (the lock is held)."""
+        where = f"{table}/{pk}/{write.rk}"
+        if write.op == "delete":
+            cursor = self._db.execute(
+                "DELETE FROM rows WHERE tbl=? AND pk=? AND rk=? AND version=?",
+                (table, pk, write.rk, int(write.etag or 0)),
+            )
+            if cursor.rowcount == 0:
+                raise Conflict(f"{where} changed since it was read (or is gone)")
+            return None
+        doc = dumps(write.doc or {})
+        if write.op == "insert":
+            try:
+                self._db.execute(
+                    "INSERT INTO rows (tbl, pk, rk, doc, version) VALUES (?, ?, ?, ?, 1)", (table, pk, write.rk, doc)
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"{where} already exists") from None
+            return "1"
+        if write.op == "replace":
+            cursor = self._db.execute(
+                "UPDATE rows SET doc=?, version=version+1 WHERE tbl=? AND pk=? AND rk=? AND version=?",
+                (doc, table, pk, write.rk, int(write.etag or 0)),
+            )
+            if cursor.rowcount == 0:
+                raise Conflict(f"{where} changed since it was read (or is gone)")
+            return str(int(write.etag or 0) + 1)
+        version = self._db.execute(
+            "INSERT INTO rows (tbl, pk, rk, doc, version) VALUES (?, ?, ?, ?, 1) "
+            "ON CONFLICT (tbl, pk, rk) DO UPDATE SET doc=excluded.doc, version=rows.version+1 RETURNING version",
+            (table, pk, write.rk, doc),
+        ).fetchone()[0]
+        return str(version)
 
 
 def sqlite_store(path: str | Path = ":memory:") -> StateStore:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from azure.core import MatchConditions
@@ -24,11 +24,13 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
 from shared.errors import Conflict, RetryLater, StopSync
-from shared.store.base import TABLES, Row, StateStore, dumps
+from shared.store.base import BATCH_LIMIT, TABLES, Row, StateStore, Write, dumps
 
+STORE_UNAVAILABLE = "store-unavailable"
+"""The code of a :class:`RetryLater` the state store itself raised (it is down), not a service it fronts."""
 _CHUNK = 30_000
 _OR_LIMIT = 15  # Table service filters allow at most 15 discrete comparisons
 T = TypeVar("T")
@@ -44,15 +46,15 @@ def _call(action: Callable[[], T], what: str) -> T:
         raise StopSync(f"{what}: the state store refused our credentials ({type(exc).__name__})") from exc
     except HttpResponseError as exc:
         status = exc.status_code or 0
-        if status == 412:
+        if status == 412 or (isinstance(exc, TableTransactionError) and status in (404, 409)):
             raise Conflict(f"{what}: changed since it was read") from exc
         if status in (401, 403):
             raise StopSync(f"{what}: no access to the state store (HTTP {status})") from exc
         if status == 429 or status >= 500:
-            raise RetryLater(f"{what}: state store unavailable (HTTP {status})") from exc
+            raise RetryLater(f"{what}: state store unavailable (HTTP {status})", code=STORE_UNAVAILABLE) from exc
         raise StopSync(f"{what}: state store rejected the request (HTTP {status})") from exc
     except (ServiceRequestError, ServiceResponseError, AzureError) as exc:
-        raise RetryLater(f"{what}: state store unreachable ({type(exc).__name__})") from exc
+        raise RetryLater(f"{what}: state store unreachable ({type(exc).__name__})", code=STORE_UNAVAILABLE) from exc
 
 
 def _entity(pk: str, rk: str, doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -166,6 +168,31 @@ class TableRows:
 
     def delete(self, table: str, pk: str, rk: str) -> None:
         _call(lambda: self._table(table).delete_entity(pk, rk), f"{table}/{pk}/{rk}")
+
+    def write_many(self, table: str, pk: str, writes: Sequence[Write]) -> dict[str, str | None]:
+        client = self._table(table)
+        etags: dict[str, str | None] = {}
+        for start in range(0, len(writes), BATCH_LIMIT):
+            chunk = writes[start : start + BATCH_LIMIT]
+            operations = [_operation(pk, w) for w in chunk]
+            results = _call(lambda ops=operations: client.submit_transaction(ops), f"{table}/{pk} (batch)")  # type: ignore[misc]
+            for write, result in zip(chunk, results, strict=True):
+                etags[write.rk] = None if write.op == "delete" else str(result.get("etag"))
+        return etags
+
+
+def _operation(pk: str, write: Write) -> Any:
+    """A write as a Table batch operation: ``(verb, entity, options)``."""
+    if write.op == "delete":
+        entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": write.rk}
+        return ("delete", entity, {"etag": write.etag, "match_condition": MatchConditions.IfNotModified})
+    entity = _entity(pk, write.rk, write.doc or {})
+    if write.op == "insert":
+        return ("create", entity)
+    if write.op == "replace":
+        options = {"mode": UpdateMode.REPLACE, "etag": write.etag, "match_condition": MatchConditions.IfNotModified}
+        return ("update", entity, options)
+    return ("upsert", entity, {"mode": UpdateMode.REPLACE})
 
 
 def table_store(rows: TableRows) -> StateStore:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -16,11 +19,41 @@ from shared.dataverse.client import DataverseClient
 from shared.services import build_dataverse
 
 
+class ManualClock:
+    """The product's time in a test: it moves only when the test says so (started at the real time, so the
+    simulators' own clocks agree with it at the start)."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class SkippedWaits:
+    """The clients' waits (retry backoff, Marketo's rate limiter) return at once and move this clock instead."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+        self._lock = threading.Lock()
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.skipped += max(0.0, seconds)
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.skipped
+
+
 class World:
     """What a test does to the systems, in the words of a user of them."""
 
-    def __init__(self, stack: LocalStack) -> None:
+    def __init__(self, stack: LocalStack, clock: ManualClock | None = None) -> None:
         self.stack = stack
+        self.clock = clock
         assert stack.tenants is not None
         self.tenants = stack.tenants
         self.dv = stack.tenants.dataverse
@@ -73,6 +106,53 @@ class World:
     def fire(self, timer: str) -> None:
         self.stack.host.fire(timer)
         self.settle()
+
+    def status(self) -> dict[str, Any]:
+        answer = self.call("GET", "status")
+        assert answer.status_code == 200, answer.text
+        data: dict[str, Any] = answer.json()
+        return data
+
+    def dead_lettered(self) -> int:
+        return len(self.stack.broker.queue(self.stack.settings.changes_queue).dead_letters)
+
+    def restart(self, *, keep_queue: bool) -> None:
+        """The host process dies; a fresh one starts over the same store (the tenants live on)."""
+        self.stack.restart(keep_queue=keep_queue)
+        self.store = self.stack.services.store
+
+    def minutes_pass(self, minutes: float, *, sweep: bool = True) -> None:
+        """Time moves on the product's clock a minute at a time, the pending sweep running each minute."""
+        assert self.clock is not None, "this world runs on the real clock"
+        for _ in range(round(minutes)):
+            self.clock.advance(60)
+            if sweep:
+                self.fire("pending_sweep")
+
+
+@pytest.fixture
+def clocked_world() -> Iterator[World]:
+    """A world on a :class:`ManualClock`, whose clients do not sleep between their own retries: hours of an
+    outage pass in seconds."""
+    clock = ManualClock()
+    waits = SkippedWaits()
+    stack = LocalStack(
+        function_app.app,
+        in_process=True,
+        run_timers=False,
+        retry_delay=0.05,
+        batching=Batching(max_size=300, min_size=1, max_wait=0.0, concurrency=2),
+        overrides={"PAUSE_RECHECK_SECONDS": "0.2"},
+        clock=clock,
+        sleep=waits.sleep,
+        monotonic=waits.monotonic,
+    ).start()
+    assert stack.tenants is not None
+    stack.tenants.marketo.limits.config.calls_per_window = 1_000_000  # about outages, not Marketo's rate limit
+    try:
+        yield World(stack, clock)
+    finally:
+        stack.stop()
 
 
 @pytest.fixture

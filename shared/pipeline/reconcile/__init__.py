@@ -6,8 +6,12 @@ by e-mail. Everything the decision needs is re-read, so a notification's age or 
 
 What can go wrong, and where it goes:
 
-* a whole call fails transiently (throttled past the client's retries, service down): the exception propagates,
-  the trigger fails, Service Bus redelivers the batch (dead-letter after its max delivery count);
+* a whole call fails transiently (throttled past the client's retries, service down, Marketo's quota spent): the
+  service's circuit opens, the batch's pending marks wait for its probe and the batch completes (the marks hold
+  the work, docs/durability.md); only a failure of the state store itself, or a bug, propagates for Service Bus
+  to redeliver (dead-letter after its max delivery count);
+* a record reconciled (synced, nothing to do, a sync error recorded, ignored for good) has its pending mark
+  cleared, if no change arrived since the batch read it;
 * one record fails (bad value, Marketo skipped it, no privilege): a sync error with operation, direction, code and
   message; the rest of the batch goes on and that record's baseline keeps its old values;
 * a mapped column or field no longer exists: it is marked broken and reported once, the rest keeps syncing;
@@ -16,7 +20,7 @@ What can go wrong, and where it goes:
 
 One module per concept:
 
-* :mod:`.reconciler` the batch flow (plan, reconcile each entity, requeue, errors and counters);
+* :mod:`.reconciler` the batch flow (plan, reconcile each entity, requeue, errors and counters; marks, circuits);
 * :mod:`.batch` the batch as values (targets, the plan, the report) and what the work goes through;
 * :mod:`.matching` which person each lead or contact is; :mod:`.persons` leads and contacts, two-way;
 * :mod:`.objects` one-way entities; :mod:`.roles` an opportunity's primary contact role;

@@ -16,10 +16,12 @@ from datetime import datetime
 
 from shared.core.entities import Side
 from shared.core.mapping import SyncMapping
+from shared.core.pending import MarkKey
 from shared.core.policy import Action, Decision, Trigger
 from shared.dataverse.client import DataverseClient
 from shared.marketo.client import MarketoClient
 from shared.pipeline.notification import Kind, Notification, Source
+from shared.pipeline.pending import mark_key
 from shared.pipeline.ports import LiveMapping
 from shared.pipeline.sync_errors import retries_exhausted
 from shared.store.base import StateStore
@@ -106,6 +108,8 @@ class BatchReport:
     requeued: list[Notification] = field(default_factory=list)
     ignored: list[tuple[Notification, str]] = field(default_factory=list)
     deferred: list[Notification] = field(default_factory=list)
+    kept: set[MarkKey] = field(default_factory=set)  # pending marks this batch must not clear (not reconciled)
+    waiting_on: str | None = None  # the service whose outage held the whole batch (its marks wait for the probe)
 
     def count(self, entity: str, decision: Decision) -> None:
         """A decision carried out, in the status view's counters."""
@@ -150,4 +154,5 @@ class Batch:
         if note.attempt + 1 >= MAX_ATTEMPTS:
             self.fail(retries_exhausted(target.entity, target.dynamics_id, why, at=self.clock()))
             return
+        self.report.kept.update(mark_key(n) for n in target.notes)  # decided again: its mark stays till then
         self.report.requeued.append(note.model_copy(update={"attempt": note.attempt + 1}))

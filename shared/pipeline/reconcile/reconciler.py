@@ -3,6 +3,13 @@
 Finishing puts back the notifications of records that changed under us (a second later, one attempt more),
 stores the sync errors and the counters the status view shows, and logs what was written. Paused entities'
 notifications go back on the queue at once, to be looked at again after the pause delay.
+
+Around it, the durability (docs/durability.md): the batch reads its records' pending marks first and clears
+those still at that version once reconciled (a change that arrived meanwhile keeps its mark). While a service's
+circuit is open the batch does not call it; a batch that fails as a whole because Marketo or Dataverse is
+unavailable opens the circuit. Either way its marks are deferred to the probe and the batch returns normally:
+the marks hold the work, so an outage never burns a message's delivery count. Anything else (the store down, a
+bug) still raises, and Service Bus redelivers.
 """
 
 from __future__ import annotations
@@ -11,10 +18,13 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
+from shared.core.circuit import Circuit
 from shared.core.mapping import EntityMapping, SyncMapping
 from shared.dataverse.client import DataverseClient
 from shared.marketo.client import MarketoClient
+from shared.pipeline.circuit import Circuits, outage_of
 from shared.pipeline.notification import Notification, notification_message
+from shared.pipeline.pending import PendingWork, mark_key
 from shared.pipeline.ports import LiveMapping
 from shared.pipeline.reconcile.batch import Batch, BatchReport, Target, plan_batch
 from shared.pipeline.reconcile.objects import reconcile_objects
@@ -42,6 +52,8 @@ class Reconciler:
         live: LiveMapping,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         pause_delay: timedelta = timedelta(seconds=30),
+        pending: PendingWork | None = None,
+        circuits: Circuits | None = None,
     ) -> None:
         """``mapping`` is this process's copy, which the batch syncs by; ``live`` the stored document, where a
         vanished field is marked broken (and this process's copy refreshed at once)."""
@@ -54,8 +66,46 @@ class Reconciler:
         self.clock = clock
         self.pause_delay = pause_delay
         self.live = live
+        self.pending = pending
+        self.circuits = circuits
 
     def run(self, notes: Sequence[Notification]) -> BatchReport:
+        """Reconcile the batch, or hold its marks for the probe when a service is unavailable (see the module)."""
+        if self.pending is None or self.circuits is None:
+            return self._reconcile(notes)[0]
+        versions = self.pending.versions(notes)
+        circuits = self.circuits.all()
+        now = self.clock()
+        blocking = next((c for c in circuits.values() if c.blocks(now)), None)
+        if blocking is not None:
+            return self._hold(notes, blocking, blocking.reason or "unavailable")
+        try:
+            report, touched = self._reconcile(notes)
+        except Exception as exc:
+            outage = outage_of(exc)
+            if outage is None:
+                raise
+            log.warning("%s unavailable, %d notification(s) wait for the probe: %s", outage.service, len(notes), exc)
+            return self._hold(notes, self.circuits.failed(outage), outage.reason)
+        if touched:
+            for circuit in circuits.values():
+                if circuit.is_open:
+                    self.circuits.succeeded(circuit.service)
+                    log.info("%s reachable again: circuit closed", circuit.service)
+        kept = report.kept | {mark_key(n) for n in report.deferred}
+        self.pending.clear({k: v for k, v in versions.items() if k not in kept})
+        return report
+
+    def _hold(self, notes: Sequence[Notification], circuit: Circuit, reason: str) -> BatchReport:
+        assert self.pending is not None
+        until = circuit.next_probe_at or self.clock()
+        self.pending.defer(notes, until, reason, circuit.service)
+        report = BatchReport(waiting_on=circuit.service)
+        report.kept.update(map(mark_key, notes))
+        return report
+
+    def _reconcile(self, notes: Sequence[Notification]) -> tuple[BatchReport, bool]:
+        """The batch flow; also whether any record was reconciled (so its services answered)."""
         batch = Batch(self.mapping, self.live, self.store, self.dataverse, self.marketo, self.clock)
         report = batch.report
         pause = self.store.get_pause()
@@ -78,7 +128,7 @@ class Reconciler:
             reconcile_persons(batch, two_way)
         self._finish(report)
         self.mapping = batch.mapping  # fields marked broken stay out of this reconciler's next batches
-        return report
+        return report, bool(plan.targets)
 
     def _defer(self, notes: Sequence[Notification]) -> None:
         """Paused entities: their notifications wait on the queue and come back after the pause delay."""
