@@ -5,6 +5,14 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions import admin, fields, health, sync, timers, webhooks
+from functions import admin, deadletters, fields, health, sync, timers, webhooks
 
-BLUEPRINTS: tuple[func.Blueprint, ...] = (health.bp, webhooks.bp, sync.bp, timers.bp, admin.bp, fields.bp)
+BLUEPRINTS: tuple[func.Blueprint, ...] = (
+    health.bp,
+    webhooks.bp,
+    sync.bp,
+    timers.bp,
+    admin.bp,
+    deadletters.bp,
+    fields.bp,
+)

@@ -99,3 +99,30 @@ def parse_notification(body: bytes | str) -> Notification:
 
 def looks_like_dataverse_context(data: object) -> bool:
     return isinstance(data, dict) and "PrimaryEntityName" in data and "MessageName" in data
+
+
+PREVIEW_KEYS = 8
+PREVIEW_CHARS = 32
+
+
+def body_preview(body: bytes) -> str:
+    """A JSON body's top-level keys (never a value); another body's first characters with every letter and digit
+    masked, which shows what kind of text it is without what it says (a secret or a person's data)."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = None
+    size = f"{len(body)} bytes"
+    if isinstance(data, dict):
+        keys = [str(k)[:40] for k in list(data)[:PREVIEW_KEYS]]
+        more = ", …" if len(data) > PREVIEW_KEYS else ""
+        return f"JSON object ({size}), keys: {', '.join(keys)}{more}"
+    if data is not None:
+        return f"JSON {type(data).__name__} ({size})"
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"binary ({size})"
+    head = text[:PREVIEW_CHARS]
+    shape = "".join("x" if c.isalnum() else (c if c.isprintable() else "·") for c in head)
+    return f"text ({size}): {shape}{'…' if len(text) > PREVIEW_CHARS else ''}"

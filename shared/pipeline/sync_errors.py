@@ -17,6 +17,7 @@ from shared.core.mapping import EntityMapping, FieldMapping
 from shared.core.policy import Decision
 from shared.dataverse.client import BatchResult
 from shared.marketo.models import RecordOutcome
+from shared.pipeline.notification import body_preview
 from shared.store.model import TO_DYNAMICS, TO_MARKETO, SyncErrorRecord
 
 
@@ -46,7 +47,7 @@ def sync_error(
 
 def unreadable_message(message_id: str | None, problem: str, body: bytes, *, at: datetime) -> SyncErrorRecord:
     """A queue message that is neither a notification nor a Dataverse context: recorded, never retried."""
-    message = f"queue message {message_id} is not readable: {problem}; body starts {body[:80]!r}"
+    message = f"queue message {message_id} is not readable: {problem}; body: {body_preview(body)}"
     return sync_error("-", message_id or "", "dequeue", "-", "bad-message", message, at=at)
 
 

@@ -4,6 +4,7 @@
     unregister        remove exactly what ``register`` created
     marketo-webhook   print the Marketo webhook to paste, and check the Marketo credentials
     validate          a checklist like Marketo's Validate Sync; exit code 0 only when every item passes
+    deadletters       list, replay or discard the changes queue's dead letters (``shared/setup/deadletters.py``)
 
 Settings come from the environment (``Settings()``), or from a ``local.settings.json`` with ``--settings-file``.
 The mapping is the one the sync uses (the state store, seeded from ``SYNC_MAPPING_FILE``), or ``--mapping-file``.
@@ -26,12 +27,15 @@ from shared.core.mapping import MappingError, SyncMapping, load_mapping
 from shared.dataverse.client import DataverseClient
 from shared.errors import SyncError
 from shared.marketo.client import MarketoClient
+from shared.queueing import DeadLetterQueue
 from shared.services import build_dataverse, build_marketo, build_store, load_stored_mapping
 from shared.settings import Settings
+from shared.setup import deadletters
 from shared.setup.commands import Outcome, register, unregister
 from shared.setup.marketo_setup import check_marketo, daily_usage, webhook_definition
 from shared.setup.registration import Op
 from shared.setup.validate import Check, Status, Validator
+from shared.store.base import StateStore
 
 DATAVERSE_ROUTE = "/api/dataverse/webhook"
 MARKETO_ROUTE = "/api/marketo/webhook"
@@ -64,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--url", help="the expected Dataverse webhook URL (default: the registered one)")
     val.add_argument("--json", action="store_true", help="machine-readable output")
     val.add_argument("--create-marketo-fields", action="store_true", help="create missing Marketo custom person fields")
+
+    deadletters.add_commands(commands, common)
     return parser
 
 
@@ -132,12 +138,17 @@ def main(
     http: httpx.Client | None = None,
     mapping: SyncMapping | None = None,
     out: TextIO | None = None,
+    dead_letters: DeadLetterQueue | None = None,
+    store: StateStore | None = None,
 ) -> int:
-    """Run one command; returns the exit code. Tests pass ``settings``, ``http`` and ``mapping`` as seams."""
+    """Run one command; returns the exit code. Tests pass ``settings``, ``http``, ``mapping``, ``dead_letters`` and
+    ``store`` as seams."""
     stream = out or sys.stdout
     args = _parser().parse_args(argv)
     try:
         settings = settings or load_settings(args.settings_file)
+        if args.command == "deadletters":
+            return deadletters.run(args, settings, stream, dead_letters=dead_letters, store=store)
         client = http or httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0))
         if args.command == "register":
             return _register(args, settings, client, mapping, stream)
