@@ -14,6 +14,7 @@ Anything malformed raises :class:`ContextError` naming the key and what was wron
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
+from shared.core.json_text import JsonTextError, load_json
 from shared.dataverse.values import (
     ENTITY_REFERENCE_TYPE,
     ENTITY_TYPE,
@@ -36,6 +38,10 @@ from shared.dataverse.values import (
 )
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+MESSAGE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,127}")  # Update, SetStateDynamicEntity, new_CustomAction
+LOGICAL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")  # contact, new_project (Dataverse writes lowercase)
+MAX_INT = 2**31 - 1  # Depth, Stage and Mode are .NET Int32
+MAX_DATE_TEXT = 64  # "/Date(1506409448000-0700)/" is 26
 
 
 class ContextError(ValueError):
@@ -101,28 +107,25 @@ def parse_context(payload: bytes | str | Mapping[str, Any], *, size_exceeded: bo
     try:
         root = _load(payload)
         return _parse(root, size_exceeded)
+    except ContextError:
+        raise
     except ValueShapeError as exc:
         raise ContextError(str(exc)) from None
     except RecursionError:
         raise ContextError("payload nested too deeply") from None
+    except ValueError as exc:  # any other value the parse could not read is the payload's fault, not ours
+        raise ContextError(f"a value is out of range ({type(exc).__name__})") from None
 
 
 def _load(payload: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(payload, Mapping):
         return dict(payload)
-    if isinstance(payload, bytes | bytearray):
-        try:
-            payload = bytes(payload).decode("utf-8-sig")  # .NET writers sometimes prepend a BOM
-        except UnicodeDecodeError as exc:
-            raise ContextError(f"payload is not UTF-8: {exc.reason}") from None
-    elif isinstance(payload, str):
-        payload = payload.removeprefix("\ufeff")
-    else:
+    if not isinstance(payload, bytes | bytearray | str):
         raise ContextError(f"payload must be bytes, str or a mapping, not {type(payload).__name__}")
     try:
-        root = json.loads(payload, parse_float=Decimal)
-    except ValueError as exc:
-        raise ContextError(f"payload is not JSON: {exc}") from None
+        root = load_json(payload, parse_float=Decimal, bom=True)  # .NET writers sometimes prepend a BOM
+    except JsonTextError as exc:
+        raise ContextError(f"payload refused: {exc}") from None
     if not isinstance(root, dict):
         raise ContextError(f"payload must be a JSON object, not {type(root).__name__}")
     return root
@@ -152,6 +155,21 @@ def _guid(obj: Mapping[str, Any], key: str, where: str, *, required: bool = True
         return str(uuid.UUID(raw))
     except ValueError:
         raise ValueShapeError(f"{where}.{key}: not a GUID: {raw[:60]!r}") from None
+
+
+def _name(obj: Mapping[str, Any], key: str, pattern: re.Pattern[str], where: str) -> str:
+    """A message or table name: the pattern Dataverse's own names follow (so a refusal or reason may name it)."""
+    value: str = _require(obj, key, str, where)
+    if not pattern.fullmatch(value):
+        raise ValueShapeError(f"{where}.{key}: not a Dataverse name")
+    return value
+
+
+def _bounded(obj: Mapping[str, Any], key: str, where: str) -> int:
+    value: int = _require(obj, key, int, where)
+    if not 0 <= value <= MAX_INT:
+        raise ValueShapeError(f"{where}.{key}: out of range (0 to {MAX_INT})")
+    return value
 
 
 def _pairs(raw: object, where: str) -> list[tuple[str, Any]]:
@@ -196,11 +214,13 @@ def _images(raw: object, where: str) -> Mapping[str, EntityImage]:
 
 def _parse(root: dict[str, Any], size_exceeded: bool | None) -> ExecutionContext:
     where = "context"
-    message = _require(root, "MessageName", str, where)
-    entity_name = _require(root, "PrimaryEntityName", str, where)
+    message = _name(root, "MessageName", MESSAGE_NAME, where)
+    entity_name = _name(root, "PrimaryEntityName", LOGICAL_NAME, where)
     entity_id = _guid(root, "PrimaryEntityId", where)
-    depth = _require(root, "Depth", int, where)
+    depth = _bounded(root, "Depth", where)
     created_raw = _optional(root, "OperationCreatedOn", str, where)
+    if created_raw is not None and len(created_raw) > MAX_DATE_TEXT:
+        raise ValueShapeError(f"{where}.OperationCreatedOn: longer than any /Date(...)/ value")
     created = parse_net_date(created_raw) if created_raw is not None else None
     if created_raw is not None and created is None:
         raise ValueShapeError(f"{where}.OperationCreatedOn: not a /Date(...)/ value: {created_raw[:40]!r}")
@@ -236,8 +256,8 @@ def _parse(root: dict[str, Any], size_exceeded: bool | None) -> ExecutionContext
         organization_name=_require(root, "OrganizationName", str, where),
         organization_id=str(_guid(root, "OrganizationId", where)),
         business_unit_id=_guid(root, "BusinessUnitId", where, required=False),
-        stage=_optional(root, "Stage", int, where),
-        mode=_optional(root, "Mode", int, where),
+        stage=None if root.get("Stage") is None else _bounded(root, "Stage", where),
+        mode=None if root.get("Mode") is None else _bounded(root, "Mode", where),
         target=target,
         target_reference=target_ref,
         pre_images=_images(root.get("PreEntityImages"), f"{where}.PreEntityImages"),

@@ -6,8 +6,9 @@ same transport: real, loopback or ``MockTransport``) as every other call.
 Marketo documents ``GET {identity}/oauth/token?grant_type=client_credentials&client_id=..&client_secret=..`` and
 says the same call may be a POST. httpx logs every request URL at INFO ("HTTP Request: GET https://...?..."), so a
 GET would write the secret into the Functions host's logs: the default is therefore POST with the same parameters
-in a form body, and ``identity_method="GET"`` is there for an identity service that refuses POST. Either way the
-secret never reaches an exception message or a repr, and only the identity request carries it.
+in a form body, and ``identity_method="GET"`` is there for an identity service that refuses POST; for that form,
+:mod:`shared.http.redaction` masks the secret in httpx's log lines. Either way the secret never reaches an
+exception message or a repr, and only the identity request carries it.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ import httpx
 from pydantic import SecretStr
 
 from shared.errors import RetryLater, StopSync
+from shared.http.redaction import guard
 
 log = logging.getLogger(__name__)
+guard("httpx")  # httpx logs request URLs at INFO; the GET identity form carries the secret in its query
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,6 @@ what the caller sent; the mapping document is changed only through :class:`LiveM
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -28,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from shared.core.access import column_access, writes_back
 from shared.core.entities import MarketoObject
 from shared.core.fields import OPTION_METADATA, ColumnFacts, build_field, derive_type
+from shared.core.json_text import JsonTextError, load_json
 from shared.core.mapping import (
     DELETED_FLAG_FIELD,
     SYNC_FILTER_COLUMN,
@@ -54,6 +54,7 @@ COLUMN_MISSING = (
 )
 COLUMN_PATTERN = r"^[a-z_][a-z0-9_]*$"  # as the mapping validates them
 MARKETO_FIELD_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+MAX_NAME_LENGTH = 128  # Dataverse logical names have at most 50 characters; Marketo API names fewer than 100
 
 
 class QuickSyncOptions(BaseModel):
@@ -67,8 +68,8 @@ class QuickSyncOptions(BaseModel):
 class AddFieldRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    dynamics: str = Field(pattern=COLUMN_PATTERN)
-    marketo: str = Field(pattern=MARKETO_FIELD_PATTERN)
+    dynamics: str = Field(pattern=COLUMN_PATTERN, max_length=MAX_NAME_LENGTH)
+    marketo: str = Field(pattern=MARKETO_FIELD_PATTERN, max_length=MAX_NAME_LENGTH)
     one_way: bool = False
     create_marketo_field: bool = False
     marketo_display_name: str | None = Field(default=None, min_length=1, max_length=255)
@@ -106,9 +107,9 @@ def _keys(parent: list[str]) -> list[str]:
 
 def parse_request(body: bytes) -> AddFieldRequest:
     try:
-        data = json.loads(body or b"{}")
-    except ValueError:
-        raise InvalidRequest("the body is not JSON", code="bad-request", field="body") from None
+        data = load_json(body or b"{}")
+    except JsonTextError as exc:
+        raise InvalidRequest(str(exc), code="bad-request", field="body") from None
     if not isinstance(data, dict):
         raise InvalidRequest("the body must be a JSON object", code="bad-request", field="body")
     if any(data.get(key) for key in DYNAMICS_CREATION_KEYS):

@@ -17,6 +17,14 @@ from shared.dataverse.context import ExecutionContext
 from shared.errors import InvalidRequest
 from shared.pipeline.notification import Kind, Notification, Source
 
+MAX_MARKETO_ID = 2**31 - 1  # Marketo lead ids are 32-bit integers
+MAX_ID_DIGITS = 10
+MAX_STAMP_LENGTH = 64
+MAX_CHANGES = 1000  # a lead has fewer fields than this
+MAX_FIELD_NAME = 255
+
+MarketoValue = str | int | float | bool | None
+
 UPSERT_MESSAGES = frozenset({"create", "update", "assign", "setstate", "setstatedynamicentity", "merge"})
 DELETE_MESSAGES = frozenset({"delete"})
 
@@ -55,22 +63,82 @@ def from_dataverse(
 
 
 def from_marketo_webhook(payload: Any) -> Notification:
-    """A Marketo "Call Webhook" body: ``{"leadId": {{lead.Id}}, ...}`` (tokens arrive as text)."""
+    """A Marketo "Call Webhook" body: ``{"leadId": {{lead.Id}}, ...}`` (tokens arrive as text).
+
+    Every part the sync reads is checked before the notification is built: the lead id, the ``changes`` list
+    (:func:`marketo_changes`) and the time stamp that tells two deliveries apart.
+    """
     if not isinstance(payload, Mapping):
         raise InvalidRequest("body must be a JSON object with a 'leadId'", code="bad-payload", field="body")
-    raw = payload.get("leadId", payload.get("id"))
+    lead_id = _lead_id(payload.get("leadId", payload.get("id")))
+    marketo_changes(payload)
+    stamp = _stamp(payload)
+    return Notification(
+        source=Source.MARKETO_WEBHOOK,
+        marketo_id=lead_id,
+        dedupe_key=f"{lead_id}:{stamp}" if stamp else None,
+    )
+
+
+def _lead_id(raw: object) -> str:
     if raw is None:
         raise InvalidRequest("'leadId' is required (use the {{lead.Id}} token)", code="bad-payload", field="leadId")
-    text = str(raw).strip()
-    if not text.isdigit():
+    text = raw.strip() if isinstance(raw, str) else str(raw) if type(raw) is int else ""
+    if not (text.isascii() and text.isdigit() and len(text) <= MAX_ID_DIGITS and 0 < int(text) <= MAX_MARKETO_ID):
         raise InvalidRequest(
-            "'leadId' must be a Marketo lead id (digits): send the {{lead.Id}} token",
+            f"'leadId' must be a Marketo lead id (a whole number from 1 to {MAX_MARKETO_ID}): "
+            "send the {{lead.Id}} token",
             code="bad-payload",
             field="leadId",
         )
-    stamp = payload.get("changedAt") or payload.get("timestamp")
-    return Notification(
-        source=Source.MARKETO_WEBHOOK,
-        marketo_id=text,
-        dedupe_key=f"{text}:{stamp}" if stamp else None,
+    return str(int(text))
+
+
+def _stamp(payload: Mapping[str, Any]) -> str | None:
+    key = "changedAt" if payload.get("changedAt") is not None else "timestamp"
+    raw = payload.get(key)
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str) and len(raw) <= MAX_STAMP_LENGTH:
+        return raw
+    if type(raw) is int and abs(raw) < 10**15:
+        return str(raw)
+    raise InvalidRequest(
+        f"'{key}' must be a date-time text of at most {MAX_STAMP_LENGTH} characters (the trigger's date token)",
+        code="bad-payload",
+        field=key,
     )
+
+
+def marketo_changes(payload: Any) -> list[tuple[str, MarketoValue]] | None:
+    """The ``changes`` list as ``(field, newValue)`` pairs; None when the call names none (a created lead, or a
+    template without the changed fields). Anything else in its place is refused: ``false`` is not "no changes"."""
+    raw = payload.get("changes") if isinstance(payload, Mapping) else None
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) > MAX_CHANGES:
+        raise InvalidRequest(
+            f"'changes' must be a list of at most {MAX_CHANGES} {{field, newValue}} objects",
+            code="bad-payload",
+            field="changes",
+        )
+    pairs: list[tuple[str, MarketoValue]] = []
+    for index, change in enumerate(raw):
+        where = f"changes[{index}]"
+        if not isinstance(change, Mapping):
+            raise InvalidRequest(f"{where} must be a {{field, newValue}} object", code="bad-payload", field=where)
+        name, value = change.get("field"), change.get("newValue")
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_FIELD_NAME:
+            raise InvalidRequest(
+                f"{where}.field must be a Marketo field name of 1 to {MAX_FIELD_NAME} characters",
+                code="bad-payload",
+                field=f"{where}.field",
+            )
+        if value is not None and not isinstance(value, str | int | float):
+            raise InvalidRequest(
+                f"{where}.newValue must be text, a number, true, false or null",
+                code="bad-payload",
+                field=f"{where}.newValue",
+            )
+        pairs.append((name, value))
+    return pairs

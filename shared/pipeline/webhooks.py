@@ -11,7 +11,6 @@ rest). A refusal never repeats what the caller sent.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,11 +19,12 @@ from urllib.parse import urlparse
 
 from pydantic import SecretStr
 
+from shared.core.json_text import JsonTextError, load_json
 from shared.core.mapping import SyncMapping
 from shared.dataverse.context import ContextError, parse_context
 from shared.errors import Forbidden, InvalidRequest, RetryLater, SyncError, TooLarge, Unauthenticated
 from shared.pipeline.echo import MarketoChange, classify_marketo_change
-from shared.pipeline.intake import Ignored, from_dataverse, from_marketo_webhook
+from shared.pipeline.intake import Ignored, from_dataverse, from_marketo_webhook, marketo_changes
 from shared.pipeline.notification import Notification, Source
 from shared.pipeline.ports import ChangesQueue
 from shared.settings import Settings
@@ -72,6 +72,8 @@ def _organizations(settings: Settings) -> set[str]:
 
 
 def _enqueue(queue: ChangesQueue, note: Notification) -> Queued:
+    """The changes queue marks the record pending in the store before it sends (``MarkingQueue``): once this
+    returns, the sweep finds the change even if the message is lost."""
     try:
         (message,) = queue.send([note])
     except SyncError as exc:
@@ -144,10 +146,9 @@ def marketo_webhook(
     )
     _check_size(call.body)
     payload = _json(call.body)
-    note = from_marketo_webhook(payload)
-    changes = payload.get("changes") if isinstance(payload, dict) else None
-    if isinstance(changes, list) and changes:
-        pairs = [(str(c.get("field", "")), c.get("newValue")) for c in changes if isinstance(c, dict)]
+    note = from_marketo_webhook(payload)  # checks the whole shape, "changes" included
+    pairs = marketo_changes(payload)
+    if pairs:
         verdict = classify_marketo_change(store, mapping, str(note.marketo_id), pairs)
         if verdict is not MarketoChange.SYNC:
             return Ignored(verdict.value)
@@ -158,9 +159,6 @@ def marketo_webhook(
 
 def _json(body: bytes) -> Any:
     try:
-        return json.loads(body)
-    except UnicodeDecodeError:
-        raise InvalidRequest("body is not UTF-8 text", code="bad-json", field="body") from None
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        raise InvalidRequest(f"body is not JSON ({exc.msg} at {where})", code="bad-json", field="body") from None
+        return load_json(body, bom=True)
+    except JsonTextError as exc:
+        raise InvalidRequest(str(exc), code="bad-json", field="body") from None

@@ -20,6 +20,22 @@ from urllib.parse import parse_qs, unquote_plus
 import httpx
 import jwt  # PyJWT: MSAL depends on it for certificate credentials
 
+Witness = Callable[[str, str], None]
+"""Told ``(what, value)`` of every credential: ``("client secret", ...)``, ``("access token", ...)``."""
+
+_witnesses: list[Witness] = []
+
+
+def witness_credentials(witness: Witness) -> None:
+    """Tell ``witness`` every client secret registered and every access token issued from now on, by any
+    authority in this process: the tests' log guard checks that none of them reaches a log record."""
+    _witnesses.append(witness)
+
+
+def _witness(what: str, value: str) -> None:
+    for witness in tuple(_witnesses):
+        witness(what, value)
+
 
 @dataclass(slots=True)
 class AppRegistration:
@@ -27,6 +43,10 @@ class AppRegistration:
     user_id: str  # the Dataverse application user this app signs in as
     secret: str | None = None
     certificate_public_key: str | None = None  # PEM; client assertions must verify with it
+
+    def __post_init__(self) -> None:
+        if self.secret:
+            _witness("Dataverse client secret", self.secret)
 
     def __repr__(self) -> str:
         return f"AppRegistration(client_id={self.client_id!r}, user_id={self.user_id!r})"
@@ -171,6 +191,7 @@ class Authority:
                 client_id, app.user_id, audience.removesuffix("/.default"), self._clock() + self.token_lifetime
             )
             self.issued += 1
+        _witness("Dataverse access token", token)
         lifetime = int(self.token_lifetime)
         return httpx.Response(
             200,

@@ -24,6 +24,23 @@ IDENTITY_PATH = "/identity/oauth/token"
 API_USER = "apis@sim.example"  # the custom service's API-only user: the token's scope and the stats' userId
 
 
+Witness = Callable[[str, str], None]
+"""Told ``(what, value)`` of every credential: ``("Marketo client secret", ...)``, ``("Marketo access token", ...)``."""
+
+_witnesses: list[Witness] = []
+
+
+def witness_credentials(witness: Witness) -> None:
+    """Tell ``witness`` every client secret an identity service is given and every token it issues from now on:
+    the tests' log guard checks that none of them reaches a log record."""
+    _witnesses.append(witness)
+
+
+def _witness(what: str, value: str) -> None:
+    for witness in tuple(_witnesses):
+        witness(what, value)
+
+
 class Identity:
     """Issues and checks access tokens for one API-only user's client id and secret."""
 
@@ -38,6 +55,7 @@ class Identity:
         self._lock = threading.Lock()
         self._tokens: dict[str, float] = {}  # token -> expiry (epoch seconds)
         self._current: str | None = None
+        _witness("Marketo client secret", client_secret)
 
     def token(self, params: Params) -> httpx.Response:
         client_id, secret = params.get("client_id") or "", params.get("client_secret") or ""
@@ -59,6 +77,7 @@ class Identity:
                 token = f"{uuid.uuid4()}:sim"
                 self._tokens[token] = now + self.ttl
                 self._current = token
+                _witness("Marketo access token", token)
             remaining = self._tokens[token] - now
         body = {
             "access_token": token,
