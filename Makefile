@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CHECKOV_VENV ?= .venv-checkov
 
-.PHONY: run test check lint typecheck unit bench infra-check clean
+.PHONY: run sims test check lint typecheck unit bench infra-check clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ node_modules/.installed: package.json
 ## Runs the product locally (simulated Dataverse and Marketo unless real tenants are configured).
 run: $(VENV)/.installed
 	$(PY) -m local $(ARGS)
+
+## Runs the simulated Dataverse and Marketo as their own process, state kept in $(SIMS_STATE) (see the README);
+## `make run ARGS="--sims $(SIMS_STATE)"` then runs the product against them.
+SIMS_STATE ?= .sims
+sims: $(VENV)/.installed
+	$(PY) -m local.simulators --state $(SIMS_STATE) $(ARGS)
 
 ## Runs every check and every test; CI calls exactly this.
 test: $(VENV)/.installed node_modules/.installed lint typecheck infra-check unit

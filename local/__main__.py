@@ -1,16 +1,22 @@
 """``python -m local``: run the product here (the README's first command).
 
-By default against the built-in Dataverse and Marketo simulators on loopback; with ``SYNC_TARGET=live`` (and the
-tenant settings) against real ones. Prints where everything is and how to try it; Ctrl-C stops it.
+By default against the built-in Dataverse and Marketo simulators on loopback; with ``--sims DIR`` against the
+simulators ``python -m local.simulators --state DIR`` runs in their own process (their ``DIR/settings.json``; the
+state store defaults to ``DIR/state.sqlite``, so the product can be killed and restarted against the same tenants
+and store); with ``SYNC_TARGET=live`` (and the tenant settings) against real ones. Prints where everything is and
+how to try it; Ctrl-C stops it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
 import threading
+from pathlib import Path
+from urllib.parse import urlparse
 
 import function_app
 from local.stack import LocalStack
@@ -25,17 +31,34 @@ _SETTING_NAMES = {
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=7071, help="HTTP port of the function endpoints (default 7071)")
+    parser.add_argument(
+        "--port", type=int, default=None, help="HTTP port of the function endpoints (default 7071, or the --sims one)"
+    )
     parser.add_argument("--no-timers", action="store_true", help="do not fire the timer functions on schedule")
-    parser.add_argument("--state", default=None, help="SQLite file for the state (default: in memory)")
+    parser.add_argument(
+        "--state", default=None, help="SQLite file for the state (default: in memory; DIR/state.sqlite with --sims)"
+    )
+    parser.add_argument(
+        "--sims", type=Path, default=None, metavar="DIR", help="use the simulators of python -m local.simulators"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     overrides = {k: v for k, v in os.environ.items() if k in _SETTING_NAMES}
+    sims = read_sims(args.sims) if args.sims is not None else None
+    port, state = args.port, args.state
+    if sims is not None:
+        port = port if port is not None else urlparse(sims["PRODUCT_URL"]).port
+        state = state or str(args.sims / "state.sqlite")
     stack = LocalStack(
-        function_app.app, port=args.port, run_timers=not args.no_timers, overrides=overrides, state_path=args.state
+        function_app.app,
+        port=7071 if port is None else port,
+        run_timers=not args.no_timers,
+        overrides=overrides,
+        state_path=state,
+        sims=sims,
     ).start()
-    print(banner(stack), flush=True)
+    print(banner(stack, sims), flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:
@@ -46,7 +69,16 @@ def main(argv: list[str] | None = None) -> None:
         stack.stop()
 
 
-def banner(stack: LocalStack) -> str:
+def read_sims(directory: Path) -> dict[str, str]:
+    path = directory / "settings.json"
+    if not path.exists():
+        raise SystemExit(f"{path} not found: start the simulators first (make sims, or python -m local.simulators "
+                         f"--state {directory})")  # fmt: skip
+    settings: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+    return settings
+
+
+def banner(stack: LocalStack, sims: dict[str, str] | None = None) -> str:
     s = stack.settings
     host = stack.host.url
     lines = [
@@ -62,24 +94,28 @@ def banner(stack: LocalStack) -> str:
         lines.append("  key            not required (set LOCAL_FUNCTIONS_KEY to require one)")
     lines.append(f"  queue          {s.changes_queue} (local broker), timers: "
                  + ", ".join(t.name for t in stack.host.functions.timers))  # fmt: skip
-    if stack.tenants is not None:
-        t = stack.tenants
+    if stack.tenants is not None or sims is not None:
+        t, sims = stack.tenants, sims or {}
+        demo_id = t.demo_client_id if t is not None else sims["DEMO_CLIENT_ID"]
+        demo_secret = t.secrets.demo_client_secret if t is not None else sims["DEMO_CLIENT_SECRET"]
         lines += [
             f"  Dataverse sim  {s.dataverse_url}/api/data/v9.2/  (tenant {s.dataverse_tenant_id})",
             f"  Marketo sim    {s.marketo_base_url}/rest/v1/",
             "",
             "Try it: get a Dataverse token as the simulated admin app, change a contact, watch Marketo.",
             f"  DV={s.dataverse_url}; MK={s.marketo_base_url}",
-            f"  TOKEN=$(curl -s -d grant_type=client_credentials -d client_id={t.demo_client_id} "
-            f"-d client_secret={t.secrets.demo_client_secret} -d scope=$DV/.default "
+            f"  TOKEN=$(curl -s -d grant_type=client_credentials -d client_id={demo_id} "
+            f"-d client_secret={demo_secret} -d scope=$DV/.default "
             f"$DV/{s.dataverse_tenant_id}/oauth2/v2.0/token | python3 -c 'import json,sys;print(json.load(sys.stdin)[\"access_token\"])')",
             '  curl -s -X POST -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" '
             '-d \'{"firstname":"Ada","lastname":"Lovelace","emailaddress1":"ada@example.com","jobtitle":"Engineer"}\' '
             "$DV/api/data/v9.2/contacts",
-            f'  MKTOKEN=$(curl -s "$MK/identity/oauth/token?grant_type=client_credentials&client_id={t.secrets.marketo_client_id}'
-            f'&client_secret={t.secrets.marketo_client_secret}" | python3 -c \'import json,sys;print(json.load(sys.stdin)["access_token"])\')',
+            f'  MKTOKEN=$(curl -s "$MK/identity/oauth/token?grant_type=client_credentials&client_id={s.marketo_client_id}'
+            f'&client_secret={s.marketo_client_secret.get_secret_value()}" | python3 -c \'import json,sys;print(json.load(sys.stdin)["access_token"])\')',
             '  curl -s -H "Authorization: Bearer $MKTOKEN" "$MK/rest/v1/leads.json?filterType=email&filterValues=ada@example.com&fields=email,title,dynamicsContactId"',
-            "  (these credentials are made up at start and live only as long as this process)",
+            "  (these credentials are made up at start and live only as long as this process)"
+            if t is not None
+            else "  (the simulators run in their own process: restart this one freely, the tenants stay)",
         ]
     return "\n".join(lines)
 

@@ -4,27 +4,44 @@ Both simulators are set up the way an admin would set up real tenants for this p
 carry every mapped column (with the mapping's choice options), the sync has an app registration and an
 application user, plugin steps post to the local host's webhook; Marketo has the custom fields and objects the
 mapping writes to, and a trigger campaign's webhook that calls the local host. Credentials and webhook secrets are
-made up at start, held in memory only.
+made up at start, held in memory only -- except when the simulators run as their own process
+(``python -m local.simulators --state DIR``): :func:`provision` (``python -m local.tenants --provision DIR``)
+builds the tenants here and writes them to ``DIR`` as the first snapshot, so they stay the same across restarts.
+The users' ids are derived from their names, so a restarted organisation has the same ones.
 """
 
 from __future__ import annotations
 
+import argparse
 import secrets
+import time
+import uuid
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
+from local.simulators import persistence
 from local.simulators.dataverse.schema import Column, Table
 from local.simulators.dataverse.simulator import DataverseSimulator
 from local.simulators.marketo.simulator import MarketoSimulator
 from local.simulators.marketo.webhook import WebhookConfig
 from shared.core.entities import MarketoObject
-from shared.core.mapping import DELETED_FLAG_FIELD, SYNC_FILTER_COLUMN, FieldMapping, FieldType, SyncMapping
+from shared.core.mapping import (
+    DELETED_FLAG_FIELD,
+    SYNC_FILTER_COLUMN,
+    FieldMapping,
+    FieldType,
+    SyncMapping,
+    load_mapping,
+)
 from shared.pipeline.marketo_side import MARKETO_DATA_TYPES
+from shared.services import ROOT
+from shared.settings import Settings
 
 SYNC_CLIENT_ID = "5ad1c0de-0000-4000-8000-00000000c11e"
 DEMO_CLIENT_ID = "de300000-0000-4000-8000-0000000ad310"  # an admin tool for the README walk-through, not the sync
@@ -69,6 +86,11 @@ class Secrets:
     dataverse_webhook_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     marketo_webhook_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     demo_client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, str]) -> Secrets:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in saved.items() if k in known})
 
     @classmethod
     def configured(cls, settings: Mapping[str, str]) -> Secrets:
@@ -157,17 +179,24 @@ class SimulatedTenants:
     admin_user_id: str = field(init=False)
     demo_user_id: str = field(init=False)
     demo_client_id: str = DEMO_CLIENT_ID
+    wall_clock: bool = False  # Dataverse token expiry and limits on time.time (survives a restart), not monotonic
 
     def __post_init__(self) -> None:
-        self.dataverse = DataverseSimulator(tenant_id=TENANT_ID, organization_name=ORGANIZATION)
+        self.dataverse = DataverseSimulator(
+            tenant_id=TENANT_ID, organization_name=ORGANIZATION, clock=time.time if self.wall_clock else time.monotonic
+        )
         self.marketo = MarketoSimulator(
             client_id=self.secrets.marketo_client_id, client_secret=self.secrets.marketo_client_secret
         )
         provision_dataverse(self.dataverse, self.mapping)
         provision_marketo(self.marketo, self.mapping)
-        self.sync_user_id = self.dataverse.add_app(SYNC_CLIENT_ID, secret=self.secrets.dataverse_client_secret)
-        self.admin_user_id = self.dataverse.add_user("Dana Admin")
-        self.demo_user_id = self.dataverse.add_app(DEMO_CLIENT_ID, secret=self.secrets.demo_client_secret)
+        self.sync_user_id = self.dataverse.add_app(
+            SYNC_CLIENT_ID, secret=self.secrets.dataverse_client_secret, user_id=_user_id("sync")
+        )
+        self.admin_user_id = self.dataverse.add_user("Dana Admin", user_id=_user_id("Dana Admin"))
+        self.demo_user_id = self.dataverse.add_app(
+            DEMO_CLIENT_ID, secret=self.secrets.demo_client_secret, user_id=_user_id("demo")
+        )
 
     def connect(
         self,
@@ -217,6 +246,55 @@ class SimulatedTenants:
         }
 
 
+def configured_mapping(settings: Settings) -> SyncMapping:
+    path = Path(settings.mapping_file)
+    return load_mapping((path if path.is_absolute() else ROOT / path).read_text(encoding="utf-8"))
+
+
+_URLS = frozenset({"DATAVERSE_URL", "MARKETO_BASE_URL", "MARKETO_IDENTITY_URL"})
+
+
+def provision(directory: Path, product_url: str) -> Path:
+    """Set up the tenants ``python -m local.simulators --state DIR`` serves: built here exactly as ``make run``
+    builds its own (the configured mapping, webhook headers and secrets, from the environment or ``.env`` as the
+    product reads them; the Dataverse clock on wall time so token expiry survives a restart), plug-in steps and
+    the Marketo webhook posting to ``product_url``, written to ``DIR/simulators.json`` as the first snapshot."""
+    settings = Settings()
+    env = {k: v.get_secret_value() for k, v in _configured_secrets(settings).items() if v.get_secret_value()}
+    tenants = SimulatedTenants(configured_mapping(settings), Secrets.configured(env), wall_clock=True)
+    tenants.connect(
+        product_url,
+        dataverse_header=settings.dataverse_webhook_header,
+        marketo_header=settings.marketo_webhook_header,
+    )
+    product_settings = {
+        **{k: v for k, v in tenants.environment("", "").items() if k not in _URLS},
+        "DATAVERSE_WEBHOOK_HEADER": settings.dataverse_webhook_header,
+        "MARKETO_WEBHOOK_HEADER": settings.marketo_webhook_header,
+        "DEMO_CLIENT_ID": tenants.demo_client_id,
+        "DEMO_CLIENT_SECRET": tenants.secrets.demo_client_secret,
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / persistence.SNAPSHOT
+    extra = {"secrets": vars(tenants.secrets), "settings": product_settings}
+    persistence.write_json(path, persistence.snapshot(tenants.dataverse, tenants.marketo, extra))
+    return path
+
+
+def _configured_secrets(settings: Settings) -> dict[str, SecretStr]:
+    return {
+        "DATAVERSE_CLIENT_SECRET": settings.dataverse_client_secret,
+        "MARKETO_CLIENT_SECRET": settings.marketo_client_secret,
+        "MARKETO_CLIENT_ID": SecretStr(settings.marketo_client_id),
+        "DATAVERSE_WEBHOOK_SECRET": settings.dataverse_webhook_secret,
+        "MARKETO_WEBHOOK_SECRET": settings.marketo_webhook_secret,
+    }
+
+
+def _user_id(name: str) -> str:
+    return str(uuid.uuid5(uuid.UUID(TENANT_ID), f"systemuser:{name}"))
+
+
 def _http_sender() -> Callable[[str, Mapping[str, str], bytes], None]:
     client = httpx.Client(timeout=30.0)
 
@@ -226,3 +304,17 @@ def _http_sender() -> Callable[[str, Mapping[str, str], bytes], None]:
             client.post(url, headers=dict(headers), content=body)
 
     return send
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m local.tenants", description="Provision the simulated tenants for python -m local.simulators"
+    )
+    parser.add_argument("--provision", required=True, type=Path, metavar="DIR", help="the simulators' directory")
+    parser.add_argument("--product-url", default="http://127.0.0.1:7071", help="where their webhooks post")
+    args = parser.parse_args(argv)
+    print(f"provisioned {provision(args.provision, args.product_url)}")
+
+
+if __name__ == "__main__":
+    main()

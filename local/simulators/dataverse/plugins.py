@@ -26,7 +26,7 @@ from local.simulators.dataverse.errors import ApiError
 from local.simulators.dataverse.present import formatted_value
 from local.simulators.dataverse.rows import Organisation, Write
 from local.simulators.dataverse.schema import CHOICE_TYPES, REGISTRATION_TABLES, Column, Table, metadata_id
-from local.simulators.dataverse.webhooks import Delivery, Sender, deliver, http_sender
+from local.simulators.dataverse.webhooks import Delivery, DeliverySwitch, Sender, deliver, http_sender
 
 Images = dict[str, dict[str, Any]]
 _FORMATTED_TYPES = CHOICE_TYPES | {"Boolean", "Money", "DateTime", "MultiSelectPicklist"}
@@ -42,6 +42,7 @@ class Plugins:
     sender: Sender = http_sender
     max_context_bytes: int = 256 * 1024
     deliveries: list[Delivery] = field(default_factory=list)
+    switch: DeliverySwitch = field(default_factory=DeliverySwitch)
     _pending: threading.local = field(default_factory=threading.local)
 
     # --- the queue of this request's deliveries -------------------------------------------------------------
@@ -65,7 +66,10 @@ class Plugins:
         items = self._queue()
         self._pending.items = []
         for url, headers, body in items:
+            if not self.switch.admit():
+                continue
             delivery = deliver(self.sender, url, headers, body)
+            self.switch.outcome(delivery)
             with self.org.lock:
                 self.deliveries.append(delivery)
 

@@ -10,6 +10,7 @@ code answers both. It serves the Entra-like authority MSAL needs (``authority.py
     present.py    rows on the wire, formatted values              metadata.py EntityDefinitions, Attributes
     batch.py      $batch and change sets                          actions.py  WhoAmI, QualifyLead, ...
     plugins.py    webhook steps (context.py renders, webhooks.py delivers)
+    control.py    the simulator's own ``/_simulator`` control surface (faults, outage, tokens, webhooks, calls)
     limits.py     service protection (429)                        faults.py   planned failures
     schema.py     tables (standard ones recorded in tables/*.json)
 
@@ -33,6 +34,7 @@ import httpx
 from local.simulators.dataverse import errors
 from local.simulators.dataverse.authority import AppRegistration, Authority
 from local.simulators.dataverse.batch import Batch
+from local.simulators.dataverse.control import CONTROL_PREFIX, Control
 from local.simulators.dataverse.errors import ApiError
 from local.simulators.dataverse.faults import FaultPlan, InjectedFault
 from local.simulators.dataverse.limits import ServiceProtection
@@ -40,7 +42,7 @@ from local.simulators.dataverse.plugins import Plugins
 from local.simulators.dataverse.routing import Router, route_label
 from local.simulators.dataverse.rows import Caller, Organisation, State
 from local.simulators.dataverse.schema import REGISTRATION_TABLES, SDK_MESSAGES, Table, default_tables, metadata_id
-from local.simulators.dataverse.webhooks import Delivery, Sender, http_sender
+from local.simulators.dataverse.webhooks import Delivery, DeliverySwitch, Sender, http_sender
 from local.simulators.dataverse.wire import API
 
 __all__ = ["CapturedWebhooks", "DataverseSimulator", "InjectedFault"]
@@ -82,8 +84,11 @@ class DataverseSimulator:
         )
         self.org.on_write = self.plugins.notify
         self.limits = ServiceProtection(clock, request_limit, concurrency_limit, dop_hint)
-        self.faults = FaultPlan()
+        self.clock = clock
+        self.faults = FaultPlan(clock=clock)
         self.calls: Counter[str] = Counter()
+        self.throttled: Counter[str] = Counter()  # 429 answers by error code (service protection and faults)
+        self.control = Control(self)
         self._router = Router(
             self.org,
             check=self.plugins.check_step,
@@ -240,8 +245,31 @@ class DataverseSimulator:
         """Plan a failure for the next matching API request(s)."""
         return self.faults.add(fault or InjectedFault(**kwargs))
 
-    def expire_tokens(self) -> None:
+    def expire_tokens(self) -> int:
+        """Every issued token stops working (the next call with one gets 401); how many were still live."""
+        now = self.clock()
+        live = sum(1 for issued in list(self.authority.tokens.values()) if issued.expires_at > now)
         self.authority.revoke_all()
+        return live
+
+    def outage(self, seconds: float, status: int = 503, *, authority: bool = False) -> InjectedFault:
+        """Every Web API call answers ``status`` for ``seconds`` on the simulator's clock, before any token check
+        (a maintenance window); with ``authority`` the token endpoint answers 503 too. Replaces a running one."""
+        self.faults.clear(gateway=True)
+        return self.faults.add(
+            InjectedFault(
+                status=status,
+                code="0x80040216",
+                message="The service is temporarily unavailable. Try again later.",
+                times=None,
+                until=self.clock() + seconds,
+                gateway=True,
+                authority=authority,
+            )
+        )
+
+    def webhook_switch(self) -> DeliverySwitch:
+        return self.plugins.switch
 
     def register_webhook(
         self,
@@ -314,9 +342,20 @@ class DataverseSimulator:
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
+        if path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/"):
+            return self.control(request)  # the simulator's own door: no token, no limits, not an API call
         if not path.startswith(API) and self.authority.handles(path):
             with self.org.lock:
                 self.calls[f"{request.method} {path.rsplit('/', 1)[-1]}"] += 1
+            if self.faults.take(request, gateway=True, authority=True) is not None:
+                return httpx.Response(
+                    503,
+                    json={
+                        "error": "temporarily_unavailable",
+                        "error_description": "AADSTS50196: The server is temporarily unavailable.",
+                        "error_codes": [50196],
+                    },
+                )
             return self.authority(request)
         if not path.startswith(API):
             return errors.segment_not_found(path).response()
@@ -327,8 +366,14 @@ class DataverseSimulator:
             self.plugins.flush()
 
     def _api(self, request: httpx.Request) -> httpx.Response:
+        outage = self.faults.take(request, gateway=True)
+        if outage is not None:
+            return outage.error().response()
         fault = self.faults.take(request)
         if fault is not None:
+            with self.org.lock:
+                if fault.kind != "timeout" and fault.status == 429:
+                    self.throttled[fault.code] += 1
             if fault.kind == "timeout":
                 time.sleep(fault.delay)
                 raise httpx.ReadTimeout("simulated timeout", request=request)
@@ -339,6 +384,8 @@ class DataverseSimulator:
         try:
             self.limits.admit(caller.user_id)
         except ApiError as refused:
+            with self.org.lock:
+                self.throttled[refused.code] += 1
             return refused.response()
         try:
             with self.org.lock:

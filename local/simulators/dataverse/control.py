@@ -1,0 +1,346 @@
+"""The simulator's control surface: fault injection and inspection over plain HTTP, under ``/_simulator``.
+
+It exists only in the simulator (Dataverse has no such paths: the Web API is under ``/api/data/v9.2``, the
+simulated Entra under ``/{tenant}/...``). It is served by the same handler as the API, so ``make run`` and
+``make sims`` expose it on the simulator's loopback URL (``$DV``), and tests reach it through
+``httpx.MockTransport`` or ``local.loopback.serve`` alike. It is a loopback test tool: it asks for no token and
+its calls are charged to no service protection limit and appear in no call count. Underneath it drives the
+simulator's own Python controls (``sim.faults`` / ``sim.inject``, ``sim.outage``, ``sim.expire_tokens``,
+``sim.plugins.switch``): one mechanism, two doors.
+
+Bodies are JSON objects (whatever the Content-Type says, so ``curl -d '{...}'`` works); answers are JSON. Bad
+input answers 400 ``{"error": {"code": "bad-request", "message": ...}}`` naming the problem; an unknown control
+404, a wrong method 405 (with ``Allow``). Times are seconds on the simulator's clock (the fake clock in tests).
+
+====== ======================== ==================================================================================
+GET    /_simulator              what this is, and every control with an example
+GET    /_simulator/faults       the planned faults still to fire (an outage included)
+POST   /_simulator/faults       plan one: exactly one of ``status`` (an HTTP error status: 429, 503, 500, ...)
+                                or ``timeout: true`` (``delay``: real seconds to hold the answer, default 0.3,
+                                then the client sees a read timeout); with ``code`` (the Dataverse error code,
+                                e.g. ``0x80072322``; 429 defaults to it, others to ``0x80040216``), ``message``,
+                                ``retry_after`` (seconds, sent as ``Retry-After``; a 429 gets 5 unless given),
+                                ``times`` (default 1), ``path`` (a piece of the URL the call must contain, e.g.
+                                ``/contacts`` or ``$batch``), ``method`` and ``for_seconds`` (every matching call
+                                for that long; ``times`` then caps)
+DELETE /_simulator/faults       drop every planned fault and any outage; ``/_simulator/faults/{id}`` drops one
+GET    /_simulator/outage       the running outage, if any
+POST   /_simulator/outage       ``{"seconds": 150, "status": 503}``: every Web API call answers that status
+                                (default 503) until the time passes, before any token check, as in a maintenance
+                                window. The simulated Entra token endpoint stays up (Entra is another service)
+                                unless ``"authority": true``: then token requests get Entra's 503
+                                ``temporarily_unavailable`` too. A new outage replaces the running one. The
+                                plug-in steps are left alone (switch them with ``/_simulator/webhooks``)
+DELETE /_simulator/outage       end it now
+POST   /_simulator/tokens/expire  every issued token stops working (the next call with one gets 401)
+GET    /_simulator/webhooks     the plug-in steps' switches and counters
+POST   /_simulator/webhooks     ``{"enabled": false}``: the steps post nothing to the product; ``{"enabled": true,
+                                "drop": 0.3, "seed": 7}`` loses a share of the posts at random (seeded: the same
+                                posts every run). What is not posted is caught up by change tracking
+GET    /_simulator/calls        calls by endpoint, throttled (429) answers by code, fired faults, webhook
+                                deliveries sent / failed / dropped / switched off
+====== ======================== ==================================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from local.simulators.dataverse.faults import InjectedFault
+
+if TYPE_CHECKING:
+    from local.simulators.dataverse.simulator import DataverseSimulator
+
+CONTROL_PREFIX = "/_simulator"
+_JSON = {"content-type": "application/json"}
+_CODE = re.compile(r"0x[0-9a-fA-F]{8}")
+
+THROTTLE_MESSAGES = {
+    "0x80072322": "Number of requests exceeded the limit of 6000 over time window of 300 seconds.",
+    "0x80072321": "Combined execution time of incoming requests exceeded limit of 1,200,000 milliseconds over "
+    "time window of 300 seconds. Decrease number of concurrent requests or reduce the duration of requests and "
+    "try again later.",
+    "0x80072326": "Number of concurrent requests exceeded the limit of 52.",
+}
+DEFAULT_CODE = "0x80040216"
+DEFAULT_MESSAGE = "An unexpected error occurred."
+THROTTLE_RETRY_AFTER = 5.0
+
+Action = Callable[[dict[str, Any], str], httpx.Response]
+
+
+class BadInput(Exception):
+    """Raised while reading a control's body: answered 400, the message names the problem."""
+
+
+def answer(status: int, body: object, headers: Mapping[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(status, content=json.dumps(body).encode(), headers={**_JSON, **(headers or {})})
+
+
+def problem(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> httpx.Response:
+    return answer(status, {"error": {"code": code, "message": message}}, headers)
+
+
+def _only(body: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise BadInput(f"unknown field {unknown[0]!r}; expected {', '.join(sorted(allowed)) or 'no fields'}")
+
+
+def _int(body: Mapping[str, Any], name: str, *, minimum: int, maximum: int | None = None) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadInput(f"{name} must be a whole number, not {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise BadInput(f"{name} must be {bound}, not {value}")
+    return value
+
+
+def _seconds(body: Mapping[str, Any], name: str, *, zero: bool = False) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BadInput(f"{name} must be a number of seconds, not {value!r}")
+    if value < 0 or (value == 0 and not zero):
+        raise BadInput(f"{name} must be a {'non-negative' if zero else 'positive'} number of seconds, not {value!r}")
+    return float(value)
+
+
+def _bool(body: Mapping[str, Any], name: str) -> bool | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise BadInput(f"{name} must be true or false, not {value!r}")
+    return value
+
+
+def _text(body: Mapping[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise BadInput(f"{name} must be a non-empty string, not {value!r}")
+    return value
+
+
+class Control:
+    """Answers ``/_simulator`` requests for one simulated organisation (see the module docstring)."""
+
+    def __init__(self, sim: DataverseSimulator) -> None:
+        self.sim = sim
+        self._routes: dict[str, dict[str, Action]] = {
+            "": {"GET": self.index},
+            "/faults": {"GET": self.list_faults, "POST": self.add_fault, "DELETE": self.clear_faults},
+            "/outage": {"GET": self.show_outage, "POST": self.start_outage, "DELETE": self.end_outage},
+            "/tokens/expire": {"POST": self.expire_tokens},
+            "/webhooks": {"GET": self.show_webhooks, "POST": self.set_webhooks},
+            "/calls": {"GET": self.show_calls},
+        }
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        rest = request.url.path[len(CONTROL_PREFIX) :].rstrip("/")
+        methods = {"DELETE": self.drop_fault} if rest.startswith("/faults/") else self._routes.get(rest)
+        if methods is None:
+            known = ", ".join(CONTROL_PREFIX + path for path in self._routes)
+            return problem(404, "not-found", f"no control at {request.url.path}; the controls: {known}")
+        action = methods.get(request.method)
+        if action is None:
+            allow = ", ".join(methods)
+            return problem(
+                405, "method-not-allowed", f"{request.method} is not served here; use {allow}", {"Allow": allow}
+            )
+        try:
+            return action(self._body(request), rest)
+        except BadInput as exc:
+            return problem(400, "bad-request", str(exc))
+
+    @staticmethod
+    def _body(request: httpx.Request) -> dict[str, Any]:
+        if not request.content.strip():
+            return {}
+        try:
+            body = json.loads(request.content)
+        except ValueError:
+            raise BadInput("the body is not JSON") from None
+        if not isinstance(body, dict):
+            raise BadInput("the body must be a JSON object")
+        return body
+
+    # --- the controls ------------------------------------------------------------------------------------------
+
+    def index(self, body: dict[str, Any], rest: str) -> httpx.Response:
+        return answer(200, {"name": "Dataverse simulator control surface", "about": ABOUT, "controls": CONTROLS})
+
+    def list_faults(self, body: dict[str, Any], rest: str) -> httpx.Response:
+        now = self.sim.clock()
+        return answer(200, {"faults": [fault.describe(now) for fault in self.sim.faults.active()]})
+
+    def add_fault(self, body: dict[str, Any], rest: str) -> httpx.Response:
+        allowed = {"status", "timeout", "code", "message", "retry_after", "delay", "times", "path", "method"}
+        _only(body, allowed | {"for_seconds"})
+        chosen = [name for name in ("status", "timeout") if body.get(name) not in (None, False)]
+        if len(chosen) != 1:
+            raise BadInput("give exactly one of status (an HTTP error status, e.g. 429 or 503) or timeout: true")
+        code = _text(body, "code")
+        if code is not None and not _CODE.fullmatch(code):
+            raise BadInput(f"code must be a Dataverse error code like 0x80072322, not {code!r}")
+        message = _text(body, "message")
+        retry_after = _seconds(body, "retry_after", zero=True)
+        delay = _seconds(body, "delay", zero=True)
+        fault = InjectedFault()
+        if chosen[0] == "status":
+            status = _int(body, "status", minimum=400, maximum=599)
+            assert status is not None
+            fault.status = status
+            fault.code = code or ("0x80072322" if status == 429 else DEFAULT_CODE)
+            fault.message = message or THROTTLE_MESSAGES.get(fault.code, DEFAULT_MESSAGE)
+            fault.retry_after = THROTTLE_RETRY_AFTER if retry_after is None and status == 429 else retry_after
+            if delay is not None:
+                raise BadInput("delay goes with timeout only")
+        else:
+            if body["timeout"] is not True:
+                raise BadInput(f"timeout must be true, not {body['timeout']!r}")
+            if code is not None or message is not None or retry_after is not None:
+                raise BadInput("code, message and retry_after go with status only: a timeout has no answer")
+            fault.kind = "timeout"
+            if delay is not None:
+                fault.delay = delay
+        path = _text(body, "path")
+        method = _text(body, "method")
+        if method is not None and method.upper() not in {"GET", "POST", "PATCH", "PUT", "DELETE"}:
+            raise BadInput(f"method must be GET, POST, PATCH, PUT or DELETE, not {method!r}")
+        for_seconds = _seconds(body, "for_seconds")
+        times = _int(body, "times", minimum=1)
+        fault.path_contains = path
+        fault.method = method.upper() if method else None
+        fault.times = 1 if times is None and for_seconds is None else times
+        fault.until = None if for_seconds is None else self.sim.clock() + for_seconds
+        self.sim.inject(fault)
+        return answer(201, {"fault": fault.describe(self.sim.clock())})
+
+    def clear_faults(self, body: dict[str, Any], rest: str) -> httpx.Response:
+        _only(body, set())
+        return answer(200, {"cleared": self.sim.faults.clear()})
+
+    def drop_fault(self, body: dict[str, Any], rest: str) -> httpx.Response:
+        raw = rest.removeprefix("/faults/")
+        if not raw.isdigit():
+            raise BadInput(f"fault id must be a number, not {raw!r}")
+        if not self.sim.faults.remove(int(raw)):
+            return problem(404, "not-found", f"no planned fault {raw}")
+        return answer(200, {"cleared": 1})
+
+    def show_outage(self, body: dict[str, Any], rest: str) -> httpx.Response:
+        running = [fault for fault in self.sim.faults.active() if fault.gateway]
+        return answer(200, {"outage": _outage(running[0], self.sim.clock()) if running else None})
+
+    def start_outage(self, body: dict[str, Any], rest: str) -> httpx.Response:
+        _only(body, {"seconds", "status", "authority"})
+        seconds = _seconds(body, "seconds")
+        if seconds is None:
+            raise BadInput("seconds is required: how long the outage lasts")
+        status = _int(body, "status", minimum=500, maximum=599) or 503
+        outage = self.sim.outage(seconds, status, authority=bool(_bool(body, "authority")))
+        return answer(201, {"outage": _outage(outage, self.sim.clock())})
+
+    def end_outage(self, body: dict[str, Any], rest: str) -> httpx.Response:
+        _only(body, set())
+        return answer(200, {"cleared": self.sim.faults.clear(gateway=True)})
+
+    def expire_tokens(self, body: dict[str, Any], rest: str) -> httpx.Response:
+        _only(body, set())
+        return answer(200, {"expired": self.sim.expire_tokens(), "next_call_gets": 401})
+
+    def show_webhooks(self, body: dict[str, Any], rest: str) -> httpx.Response:
+        return answer(200, self._webhooks())
+
+    def set_webhooks(self, body: dict[str, Any], rest: str) -> httpx.Response:
+        _only(body, {"enabled", "drop", "seed"})
+        if not body:
+            raise BadInput("give enabled, drop and/or seed")
+        enabled = _bool(body, "enabled")
+        drop = body.get("drop")
+        if drop is not None and (isinstance(drop, bool) or not isinstance(drop, int | float) or not 0 <= drop <= 1):
+            raise BadInput(f"drop must be a share between 0 and 1, not {drop!r}")
+        seed = _int(body, "seed", minimum=0)
+        self.sim.plugins.switch.configure(enabled=enabled, drop=None if drop is None else float(drop), seed=seed)
+        return answer(200, self._webhooks())
+
+    def _webhooks(self) -> dict[str, object]:
+        sim = self.sim
+        with sim.org.lock:
+            endpoints = sorted({str(row.get("url")) for row in sim.org.state.rows.get("serviceendpoint", {}).values()})
+            steps = len(sim.org.state.rows.get("sdkmessageprocessingstep", {}))
+        return {"endpoints": endpoints or sim.webhook_urls, "steps": steps, **sim.plugins.switch.state()}
+
+    def show_calls(self, body: dict[str, Any], rest: str) -> httpx.Response:
+        sim = self.sim
+        with sim.org.lock:
+            calls = dict(sorted(sim.calls.items()))
+            throttled = dict(sorted(sim.throttled.items()))
+        return answer(
+            200,
+            {
+                "calls": calls,
+                "total": sum(calls.values()),
+                "throttled": {"total": sum(throttled.values()), "by_code": throttled},
+                "peak_in_flight": sim.peak_in_flight,
+                "tokens_issued": sim.authority.issued,
+                "faults_fired": dict(sorted(sim.faults.fired.items())),
+                "faults_pending": sim.faults.pending,
+                "webhooks": self._webhooks(),
+            },
+        )
+
+
+def _outage(fault: InjectedFault, now: float) -> dict[str, object]:
+    left = 0.0 if fault.until is None else max(fault.until - now, 0.0)
+    return {"id": fault.id, "status": fault.status, "seconds_left": round(left, 3), "authority": fault.authority}
+
+
+ABOUT = (
+    "Fault injection and inspection for the simulated Dataverse organisation. It exists only in the simulator, "
+    "needs no token, and is charged to no service protection limit. Send JSON bodies; times are seconds on the "
+    "simulator's clock."
+)
+CONTROLS: list[dict[str, object]] = [
+    {"method": "GET", "path": "/_simulator", "does": "this list"},
+    {"method": "GET", "path": "/_simulator/faults", "does": "the planned faults still to fire"},
+    {
+        "method": "POST",
+        "path": "/_simulator/faults",
+        "does": "plan a fault: status (with code, message, retry_after) or timeout; times, path, method, for_seconds",
+        "examples": [
+            {"status": 429, "code": "0x80072322", "retry_after": 30, "times": 3},
+            {"status": 503, "times": 2},
+            {"status": 500, "path": "$batch", "for_seconds": 60},
+            {"timeout": True, "delay": 35, "path": "/contacts"},
+        ],
+    },
+    {"method": "DELETE", "path": "/_simulator/faults", "does": "drop every planned fault and any outage"},
+    {"method": "DELETE", "path": "/_simulator/faults/{id}", "does": "drop one planned fault"},
+    {"method": "GET", "path": "/_simulator/outage", "does": "the running outage, if any"},
+    {
+        "method": "POST",
+        "path": "/_simulator/outage",
+        "does": "every Web API call answers status (default 503) for seconds; authority: true takes Entra down too",
+        "examples": [{"seconds": 150, "status": 503}, {"seconds": 60, "authority": True}],
+    },
+    {"method": "DELETE", "path": "/_simulator/outage", "does": "end the outage now"},
+    {"method": "POST", "path": "/_simulator/tokens/expire", "does": "every issued token stops working: next call 401"},
+    {"method": "GET", "path": "/_simulator/webhooks", "does": "the plug-in steps' switches and counters"},
+    {
+        "method": "POST",
+        "path": "/_simulator/webhooks",
+        "does": "stop the plug-in steps' posts to the product, or lose a seeded random share of them",
+        "examples": [{"enabled": False}, {"enabled": True, "drop": 0.3, "seed": 7}],
+    },
+    {"method": "GET", "path": "/_simulator/calls", "does": "calls by endpoint, throttled count, webhook deliveries"},
+]
