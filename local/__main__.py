@@ -13,12 +13,11 @@ import argparse
 import json
 import logging
 import os
-import signal
-import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
 import function_app
+from local.simulators.stopping import wait_for_stop
 from local.stack import LocalStack
 from shared.settings import Settings
 
@@ -59,12 +58,8 @@ def main(argv: list[str] | None = None) -> None:
         sims=sims,
     ).start()
     print(banner(stack, sims), flush=True)
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:
-        stopped.wait()
-    except KeyboardInterrupt:
-        pass
+        wait_for_stop()
     finally:
         stack.stop()
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import subprocess
 import sys
 import threading
@@ -30,6 +29,7 @@ import httpx
 
 from local.loopback import Handler, LoopbackServer
 from local.simulators.persistence import Snapshots, build, load, write_json
+from local.simulators.stopping import wait_for_stop
 
 SETTINGS_FILE = "settings.json"
 _READS = {"GET", "HEAD"}
@@ -101,12 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     write_json(directory / SETTINGS_FILE, settings)
     print(banner(settings, directory, restored=restored), flush=True)
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:
-        stopped.wait()
-    except KeyboardInterrupt:
-        pass
+        wait_for_stop()
     finally:
         stopping = threading.Thread(target=marketo.stop)  # each stop waits out its poll: both at once
         stopping.start()

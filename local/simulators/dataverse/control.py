@@ -11,6 +11,8 @@ simulator's own Python controls (``sim.faults`` / ``sim.inject``, ``sim.outage``
 Bodies are JSON objects (whatever the Content-Type says, so ``curl -d '{...}'`` works); answers are JSON. Bad
 input answers 400 ``{"error": {"code": "bad-request", "message": ...}}`` naming the problem; an unknown control
 404, a wrong method 405 (with ``Allow``). Times are seconds on the simulator's clock (the fake clock in tests).
+The reading, answering and dispatching, and the controls both simulators serve alike, are
+``local/simulators/control_surface.py`` (shared with the Marketo simulator); what is Dataverse's own is here.
 
 ====== ======================== ==================================================================================
 GET    /_simulator              what this is, and every control with an example
@@ -44,21 +46,30 @@ GET    /_simulator/calls        calls by endpoint, throttled (429) answers by co
 
 from __future__ import annotations
 
-import json
-import math
 import re
-from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from local.simulators.control_surface import (
+    CONTROL_PREFIX,
+    BadInput,
+    ControlSurface,
+    answer,
+    boolean,
+    only,
+    seconds,
+    text,
+    whole,
+)
 from local.simulators.dataverse.faults import InjectedFault
+from local.simulators.webhook_switch import WebhookSwitch
 
 if TYPE_CHECKING:
     from local.simulators.dataverse.simulator import DataverseSimulator
 
-CONTROL_PREFIX = "/_simulator"
-_JSON = {"content-type": "application/json"}
+__all__ = ["CONTROLS", "CONTROL_PREFIX", "Control"]
+
 _CODE = re.compile(r"0x[0-9a-fA-F]{8}")
 
 THROTTLE_MESSAGES = {
@@ -72,131 +83,38 @@ DEFAULT_CODE = "0x80040216"
 DEFAULT_MESSAGE = "An unexpected error occurred."
 THROTTLE_RETRY_AFTER = 5.0
 
-Action = Callable[[dict[str, Any], str], httpx.Response]
 
-
-class BadInput(Exception):
-    """Raised while reading a control's body: answered 400, the message names the problem."""
-
-
-def answer(status: int, body: object, headers: Mapping[str, str] | None = None) -> httpx.Response:
-    return httpx.Response(status, content=json.dumps(body).encode(), headers={**_JSON, **(headers or {})})
-
-
-def problem(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> httpx.Response:
-    return answer(status, {"error": {"code": code, "message": message}}, headers)
-
-
-def _only(body: Mapping[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise BadInput(f"unknown field {unknown[0]!r}; expected {', '.join(sorted(allowed)) or 'no fields'}")
-
-
-def _int(body: Mapping[str, Any], name: str, *, minimum: int, maximum: int | None = None) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadInput(f"{name} must be a whole number, not {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-        raise BadInput(f"{name} must be {bound}, not {value}")
-    return value
-
-
-def _seconds(body: Mapping[str, Any], name: str, *, zero: bool = False) -> float | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise BadInput(f"{name} must be a number of seconds, not {value!r}")
-    if value < 0 or (value == 0 and not zero):
-        raise BadInput(f"{name} must be a {'non-negative' if zero else 'positive'} number of seconds, not {value!r}")
-    return float(value)
-
-
-def _bool(body: Mapping[str, Any], name: str) -> bool | None:
-    value = body.get(name)
-    if value is not None and not isinstance(value, bool):
-        raise BadInput(f"{name} must be true or false, not {value!r}")
-    return value
-
-
-def _text(body: Mapping[str, Any], name: str) -> str | None:
-    value = body.get(name)
-    if value is not None and (not isinstance(value, str) or not value):
-        raise BadInput(f"{name} must be a non-empty string, not {value!r}")
-    return value
-
-
-class Control:
+class Control(ControlSurface[InjectedFault]):
     """Answers ``/_simulator`` requests for one simulated organisation (see the module docstring)."""
 
+    sim: DataverseSimulator
+
     def __init__(self, sim: DataverseSimulator) -> None:
-        self.sim = sim
-        self._routes: dict[str, dict[str, Action]] = {
-            "": {"GET": self.index},
-            "/faults": {"GET": self.list_faults, "POST": self.add_fault, "DELETE": self.clear_faults},
-            "/outage": {"GET": self.show_outage, "POST": self.start_outage, "DELETE": self.end_outage},
-            "/tokens/expire": {"POST": self.expire_tokens},
-            "/webhooks": {"GET": self.show_webhooks, "POST": self.set_webhooks},
-            "/calls": {"GET": self.show_calls},
-        }
+        super().__init__(sim, "Dataverse simulator control surface", ABOUT, CONTROLS, own={})
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        rest = request.url.path[len(CONTROL_PREFIX) :].rstrip("/")
-        methods = {"DELETE": self.drop_fault} if rest.startswith("/faults/") else self._routes.get(rest)
-        if methods is None:
-            known = ", ".join(CONTROL_PREFIX + path for path in self._routes)
-            return problem(404, "not-found", f"no control at {request.url.path}; the controls: {known}")
-        action = methods.get(request.method)
-        if action is None:
-            allow = ", ".join(methods)
-            return problem(
-                405, "method-not-allowed", f"{request.method} is not served here; use {allow}", {"Allow": allow}
-            )
-        try:
-            return action(self._body(request), rest)
-        except BadInput as exc:
-            return problem(400, "bad-request", str(exc))
+    def switch(self) -> WebhookSwitch:
+        return self.sim.plugins.switch
 
-    @staticmethod
-    def _body(request: httpx.Request) -> dict[str, Any]:
-        if not request.content.strip():
-            return {}
-        try:
-            body = json.loads(request.content)
-        except ValueError:
-            raise BadInput("the body is not JSON") from None
-        if not isinstance(body, dict):
-            raise BadInput("the body must be a JSON object")
-        return body
+    def describe_outage(self, outage: InjectedFault, now: float) -> dict[str, object]:
+        return _outage(outage, now)
 
     # --- the controls ------------------------------------------------------------------------------------------
 
-    def index(self, body: dict[str, Any], rest: str) -> httpx.Response:
-        return answer(200, {"name": "Dataverse simulator control surface", "about": ABOUT, "controls": CONTROLS})
-
-    def list_faults(self, body: dict[str, Any], rest: str) -> httpx.Response:
-        now = self.sim.clock()
-        return answer(200, {"faults": [fault.describe(now) for fault in self.sim.faults.active()]})
-
     def add_fault(self, body: dict[str, Any], rest: str) -> httpx.Response:
         allowed = {"status", "timeout", "code", "message", "retry_after", "delay", "times", "path", "method"}
-        _only(body, allowed | {"for_seconds"})
+        only(body, allowed | {"for_seconds"})
         chosen = [name for name in ("status", "timeout") if body.get(name) not in (None, False)]
         if len(chosen) != 1:
             raise BadInput("give exactly one of status (an HTTP error status, e.g. 429 or 503) or timeout: true")
-        code = _text(body, "code")
+        code = text(body, "code")
         if code is not None and not _CODE.fullmatch(code):
             raise BadInput(f"code must be a Dataverse error code like 0x80072322, not {code!r}")
-        message = _text(body, "message")
-        retry_after = _seconds(body, "retry_after", zero=True)
-        delay = _seconds(body, "delay", zero=True)
+        message = text(body, "message")
+        retry_after = seconds(body, "retry_after", zero=True)
+        delay = seconds(body, "delay", zero=True)
         fault = InjectedFault()
         if chosen[0] == "status":
-            status = _int(body, "status", minimum=400, maximum=599)
+            status = whole(body, "status", minimum=400, maximum=599)
             assert status is not None
             fault.status = status
             fault.code = code or ("0x80072322" if status == 429 else DEFAULT_CODE)
@@ -212,12 +130,12 @@ class Control:
             fault.kind = "timeout"
             if delay is not None:
                 fault.delay = delay
-        path = _text(body, "path")
-        method = _text(body, "method")
+        path = text(body, "path")
+        method = text(body, "method")
         if method is not None and method.upper() not in {"GET", "POST", "PATCH", "PUT", "DELETE"}:
             raise BadInput(f"method must be GET, POST, PATCH, PUT or DELETE, not {method!r}")
-        for_seconds = _seconds(body, "for_seconds")
-        times = _int(body, "times", minimum=1)
+        for_seconds = seconds(body, "for_seconds")
+        times = whole(body, "times", minimum=1)
         fault.path_contains = path
         fault.method = method.upper() if method else None
         fault.times = 1 if times is None and for_seconds is None else times
@@ -225,55 +143,20 @@ class Control:
         self.sim.inject(fault)
         return answer(201, {"fault": fault.describe(self.sim.clock())})
 
-    def clear_faults(self, body: dict[str, Any], rest: str) -> httpx.Response:
-        _only(body, set())
-        return answer(200, {"cleared": self.sim.faults.clear()})
-
-    def drop_fault(self, body: dict[str, Any], rest: str) -> httpx.Response:
-        raw = rest.removeprefix("/faults/")
-        if not raw.isdigit():
-            raise BadInput(f"fault id must be a number, not {raw!r}")
-        if not self.sim.faults.remove(int(raw)):
-            return problem(404, "not-found", f"no planned fault {raw}")
-        return answer(200, {"cleared": 1})
-
-    def show_outage(self, body: dict[str, Any], rest: str) -> httpx.Response:
-        running = [fault for fault in self.sim.faults.active() if fault.gateway]
-        return answer(200, {"outage": _outage(running[0], self.sim.clock()) if running else None})
-
     def start_outage(self, body: dict[str, Any], rest: str) -> httpx.Response:
-        _only(body, {"seconds", "status", "authority"})
-        seconds = _seconds(body, "seconds")
-        if seconds is None:
+        only(body, {"seconds", "status", "authority"})
+        length = seconds(body, "seconds")
+        if length is None:
             raise BadInput("seconds is required: how long the outage lasts")
-        status = _int(body, "status", minimum=500, maximum=599) or 503
-        outage = self.sim.outage(seconds, status, authority=bool(_bool(body, "authority")))
+        status = whole(body, "status", minimum=500, maximum=599) or 503
+        outage = self.sim.outage(length, status, authority=bool(boolean(body, "authority")))
         return answer(201, {"outage": _outage(outage, self.sim.clock())})
 
-    def end_outage(self, body: dict[str, Any], rest: str) -> httpx.Response:
-        _only(body, set())
-        return answer(200, {"cleared": self.sim.faults.clear(gateway=True)})
-
     def expire_tokens(self, body: dict[str, Any], rest: str) -> httpx.Response:
-        _only(body, set())
+        only(body, set())
         return answer(200, {"expired": self.sim.expire_tokens(), "next_call_gets": 401})
 
-    def show_webhooks(self, body: dict[str, Any], rest: str) -> httpx.Response:
-        return answer(200, self._webhooks())
-
-    def set_webhooks(self, body: dict[str, Any], rest: str) -> httpx.Response:
-        _only(body, {"enabled", "drop", "seed"})
-        if not body:
-            raise BadInput("give enabled, drop and/or seed")
-        enabled = _bool(body, "enabled")
-        drop = body.get("drop")
-        if drop is not None and (isinstance(drop, bool) or not isinstance(drop, int | float) or not 0 <= drop <= 1):
-            raise BadInput(f"drop must be a share between 0 and 1, not {drop!r}")
-        seed = _int(body, "seed", minimum=0)
-        self.sim.plugins.switch.configure(enabled=enabled, drop=None if drop is None else float(drop), seed=seed)
-        return answer(200, self._webhooks())
-
-    def _webhooks(self) -> dict[str, object]:
+    def webhooks(self) -> dict[str, object]:
         sim = self.sim
         with sim.org.lock:
             endpoints = sorted({str(row.get("url")) for row in sim.org.state.rows.get("serviceendpoint", {}).values()})
@@ -295,7 +178,7 @@ class Control:
                 "tokens_issued": sim.authority.issued,
                 "faults_fired": dict(sorted(sim.faults.fired.items())),
                 "faults_pending": sim.faults.pending,
-                "webhooks": self._webhooks(),
+                "webhooks": self.webhooks(),
             },
         )
 

@@ -10,6 +10,8 @@ appear in no API statistic. Underneath it drives the simulator's own Python cont
 Bodies are JSON objects (whatever the Content-Type says, so ``curl -d '{...}'`` works); answers are JSON. Bad
 input answers 400 ``{"error": {"code": "bad-request", "message": ...}}`` naming the problem; an unknown control
 404, a wrong method 405 (with ``Allow``). Times are seconds on the simulator's clock (the fake clock in tests).
+The reading, answering and dispatching, and the controls both simulators serve alike, are
+``local/simulators/control_surface.py`` (shared with the Dataverse simulator); what is Marketo's own is here.
 
 ====== ======================== ==================================================================================
 GET    /_simulator              what this is, and every control with an example
@@ -39,138 +41,61 @@ GET    /_simulator/calls        calls by endpoint, in flight, quota, rejections,
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from local.simulators.control_surface import (
+    CONTROL_PREFIX,
+    BadInput,
+    ControlSurface,
+    answer,
+    only,
+    seconds,
+    whole,
+)
 from local.simulators.marketo.faults import ENVELOPE_CODES, HTTP_CODES, TIMEOUT, Fault
+from local.simulators.webhook_switch import WebhookSwitch
 
 if TYPE_CHECKING:
     from local.simulators.marketo.simulator import MarketoSimulator
 
-CONTROL_PREFIX = "/_simulator"
-_JSON = {"content-type": "application/json"}
+__all__ = ["CONTROLS", "CONTROL_PREFIX", "Control"]
+
 _KNOWN_CODES = ", ".join(sorted(ENVELOPE_CODES, key=int))
-
-Action = Callable[[dict[str, Any], str], httpx.Response]
-
-
-class BadInput(Exception):
-    """Raised while reading a control's body: answered 400, the message names the problem."""
-
-
-def answer(status: int, body: object, headers: Mapping[str, str] | None = None) -> httpx.Response:
-    return httpx.Response(status, content=json.dumps(body).encode(), headers={**_JSON, **(headers or {})})
-
-
-def problem(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> httpx.Response:
-    return answer(status, {"error": {"code": code, "message": message}}, headers)
 
 
 def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 
-# --- reading a body: each helper names the field and what it must be ----------------------------------------
+def _seconds(body: dict[str, Any], name: str) -> float | None:
+    return seconds(body, name, one_message=True)  # "must be a positive number of seconds", whatever is wrong
 
 
-def _only(body: Mapping[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise BadInput(f"unknown field {unknown[0]!r}; expected {', '.join(sorted(allowed)) or 'no fields'}")
-
-
-def _int(body: Mapping[str, Any], name: str, *, minimum: int, maximum: int | None = None) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadInput(f"{name} must be a whole number, not {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-        raise BadInput(f"{name} must be {bound}, not {value}")
-    return value
-
-
-def _seconds(body: Mapping[str, Any], name: str) -> float | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise BadInput(f"{name} must be a positive number of seconds, not {value!r}")
-    return float(value)
-
-
-def _bool(body: Mapping[str, Any], name: str) -> bool | None:
-    value = body.get(name)
-    if value is not None and not isinstance(value, bool):
-        raise BadInput(f"{name} must be true or false, not {value!r}")
-    return value
-
-
-class Control:
+class Control(ControlSurface[Fault]):
     """Answers ``/_simulator`` requests for one simulator (see the module docstring)."""
 
+    sim: MarketoSimulator
+
     def __init__(self, sim: MarketoSimulator) -> None:
-        self.sim = sim
-        self._routes: dict[str, dict[str, Action]] = {
-            "": {"GET": self.index},
-            "/faults": {"GET": self.list_faults, "POST": self.add_fault, "DELETE": self.clear_faults},
-            "/outage": {"GET": self.show_outage, "POST": self.start_outage, "DELETE": self.end_outage},
-            "/tokens/expire": {"POST": self.expire_tokens},
+        own = {
             "/tokens/revoke": {"POST": self.revoke_tokens},
             "/quota": {"GET": self.show_quota, "POST": self.set_quota},
-            "/webhooks": {"GET": self.show_webhooks, "POST": self.set_webhooks},
-            "/calls": {"GET": self.show_calls},
         }
+        super().__init__(sim, "Marketo simulator control surface", ABOUT, CONTROLS, own)
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        rest = request.url.path[len(CONTROL_PREFIX) :].rstrip("/")
-        target = rest
-        if rest.startswith("/faults/"):
-            target = "/faults/{id}"
-        methods = {"DELETE": self.drop_fault} if target == "/faults/{id}" else self._routes.get(target)
-        if methods is None:
-            known = ", ".join(CONTROL_PREFIX + path for path in self._routes)
-            return problem(404, "not-found", f"no control at {request.url.path}; the controls: {known}")
-        action = methods.get(request.method)
-        if action is None:
-            allow = ", ".join(methods)
-            return problem(
-                405, "method-not-allowed", f"{request.method} is not served here; use {allow}", {"Allow": allow}
-            )
-        try:
-            return action(self._body(request), rest)
-        except BadInput as exc:
-            return problem(400, "bad-request", str(exc))
+    def switch(self) -> WebhookSwitch:
+        return self.sim.delivery
 
-    @staticmethod
-    def _body(request: httpx.Request) -> dict[str, Any]:
-        if not request.content.strip():
-            return {}
-        try:
-            body = json.loads(request.content)
-        except ValueError:
-            raise BadInput("the body is not JSON") from None
-        if not isinstance(body, dict):
-            raise BadInput("the body must be a JSON object")
-        return body
+    def describe_outage(self, outage: Fault, now: float) -> dict[str, object]:
+        return _outage(outage, now)
 
     # --- the controls ------------------------------------------------------------------------------------------
 
-    def index(self, body: dict[str, Any], rest: str) -> httpx.Response:
-        return answer(200, {"name": "Marketo simulator control surface", "about": ABOUT, "controls": CONTROLS})
-
-    def list_faults(self, body: dict[str, Any], rest: str) -> httpx.Response:
-        now = self.sim.clock()
-        return answer(200, {"faults": [fault.describe(now) for fault in self.sim.faults.active()]})
-
     def add_fault(self, body: dict[str, Any], rest: str) -> httpx.Response:
-        _only(body, {"code", "status", "timeout", "delay", "times", "path", "for_seconds"})
+        only(body, {"code", "status", "timeout", "delay", "times", "path", "for_seconds"})
         chosen = [name for name in ("code", "status", "timeout") if body.get(name) not in (None, False)]
         if len(chosen) != 1:
             raise BadInput("give exactly one of code (a Marketo error code), status (an HTTP status) or timeout")
@@ -179,7 +104,7 @@ class Control:
             if isinstance(body["code"], bool) or code not in ENVELOPE_CODES:
                 raise BadInput(f"code {body['code']!r} is not a Marketo error code the simulator knows: {_KNOWN_CODES}")
         elif chosen[0] == "status":
-            status = _int(body, "status", minimum=400, maximum=599)
+            status = whole(body, "status", minimum=400, maximum=599)
             code = str(status)
             if code not in HTTP_CODES:
                 raise BadInput(f"status {status} is not an HTTP error status")
@@ -194,70 +119,43 @@ class Control:
         if path is not None and (not isinstance(path, str) or not path.startswith("/")):
             raise BadInput(f"path must be a URL path starting with '/', not {path!r}")
         for_seconds = _seconds(body, "for_seconds")
-        times = _int(body, "times", minimum=1)
+        times = whole(body, "times", minimum=1)
         if times is None and for_seconds is None:
             times = 1
         fault = self.sim.faults.inject(code, times=times, path=path, for_seconds=for_seconds, delay=delay)
         return answer(201, {"fault": fault.describe(self.sim.clock())})
 
-    def clear_faults(self, body: dict[str, Any], rest: str) -> httpx.Response:
-        _only(body, set())
-        return answer(200, {"cleared": self.sim.faults.clear()})
-
-    def drop_fault(self, body: dict[str, Any], rest: str) -> httpx.Response:
-        raw = rest.removeprefix("/faults/")
-        if not raw.isdigit():
-            raise BadInput(f"fault id must be a number, not {raw!r}")
-        if not self.sim.faults.remove(int(raw)):
-            return problem(404, "not-found", f"no planned fault {raw}")
-        return answer(200, {"cleared": 1})
-
-    def _outages(self) -> list[Fault]:
-        return [fault for fault in self.sim.faults.active() if fault.gateway]
-
-    def show_outage(self, body: dict[str, Any], rest: str) -> httpx.Response:
-        now = self.sim.clock()
-        running = self._outages()
-        if not running:
-            return answer(200, {"outage": None})
-        outage = running[0]
-        return answer(200, {"outage": _outage(outage, now)})
-
     def start_outage(self, body: dict[str, Any], rest: str) -> httpx.Response:
-        _only(body, {"seconds", "status"})
-        seconds = _seconds(body, "seconds")
-        if seconds is None:
+        only(body, {"seconds", "status"})
+        length = _seconds(body, "seconds")
+        if length is None:
             raise BadInput("seconds is required: how long the outage lasts")
-        status = _int(body, "status", minimum=500, maximum=599) or 503
+        status = whole(body, "status", minimum=500, maximum=599) or 503
         if str(status) not in HTTP_CODES:
             raise BadInput(f"status {status} is not an HTTP server error status")
-        outage = self.sim.outage(seconds, status)
+        outage = self.sim.outage(length, status)
         return answer(201, {"outage": _outage(outage, self.sim.clock())})
 
-    def end_outage(self, body: dict[str, Any], rest: str) -> httpx.Response:
-        _only(body, set())
-        return answer(200, {"cleared": self.sim.faults.clear(gateway=True)})
-
     def expire_tokens(self, body: dict[str, Any], rest: str) -> httpx.Response:
-        _only(body, set())
+        only(body, set())
         return answer(200, {"expired": self.sim.expire_tokens(), "next_call_gets": "602"})
 
     def revoke_tokens(self, body: dict[str, Any], rest: str) -> httpx.Response:
-        _only(body, set())
+        only(body, set())
         return answer(200, {"revoked": self.sim.revoke_tokens(), "next_call_gets": "601"})
 
     def show_quota(self, body: dict[str, Any], rest: str) -> httpx.Response:
         return answer(200, self._quota())
 
     def set_quota(self, body: dict[str, Any], rest: str) -> httpx.Response:
-        _only(body, {"remaining", "used", "limit"})
+        only(body, {"remaining", "used", "limit"})
         if not body:
             raise BadInput("give remaining or used, and/or limit")
         if body.get("remaining") is not None and body.get("used") is not None:
             raise BadInput("give remaining or used, not both")
-        limit = _int(body, "limit", minimum=0)
-        used = _int(body, "used", minimum=0)
-        remaining = _int(body, "remaining", minimum=0)
+        limit = whole(body, "limit", minimum=0)
+        used = whole(body, "used", minimum=0)
+        remaining = whole(body, "remaining", minimum=0)
         quota = self.sim.limits.config.daily_quota if limit is None else limit
         if remaining is not None and remaining > quota:
             raise BadInput(f"remaining {remaining} is more than the daily quota of {quota}")
@@ -280,22 +178,7 @@ class Control:
             "reset_hour": limits.config.quota_reset_hour,
         }
 
-    def show_webhooks(self, body: dict[str, Any], rest: str) -> httpx.Response:
-        return answer(200, self._webhooks())
-
-    def set_webhooks(self, body: dict[str, Any], rest: str) -> httpx.Response:
-        _only(body, {"enabled", "drop", "seed"})
-        if not body:
-            raise BadInput("give enabled, drop and/or seed")
-        enabled = _bool(body, "enabled")
-        drop = body.get("drop")
-        if drop is not None and (isinstance(drop, bool) or not isinstance(drop, int | float) or not 0 <= drop <= 1):
-            raise BadInput(f"drop must be a share between 0 and 1, not {drop!r}")
-        seed = _int(body, "seed", minimum=0)
-        self.sim.delivery.configure(enabled=enabled, drop=None if drop is None else float(drop), seed=seed)
-        return answer(200, self._webhooks())
-
-    def _webhooks(self) -> dict[str, object]:
+    def webhooks(self) -> dict[str, object]:
         config = self.sim.webhook
         return {"url": None if config is None else config.url, **self.sim.delivery.state()}
 
@@ -314,7 +197,7 @@ class Control:
                 "faults_fired": dict(sorted(sim.faults.fired.items())),
                 "faults_pending": sim.faults.pending,
                 "recent_errors": list(sim.recent_errors),
-                "webhooks": self._webhooks(),
+                "webhooks": self.webhooks(),
             },
         )
 

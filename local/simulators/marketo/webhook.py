@@ -10,8 +10,6 @@ calls off, or lose a share of them at random from a seeded generator, to show th
 from __future__ import annotations
 
 import json
-import random
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -19,6 +17,7 @@ from pydantic import SecretStr
 
 from local.simulators.marketo.fields import as_text
 from local.simulators.marketo.leads import LeadChangeNote
+from local.simulators.webhook_switch import WebhookSwitch
 
 Sender = Callable[[str, Mapping[str, str], bytes], None]
 
@@ -52,56 +51,11 @@ def build_request(config: WebhookConfig, note: LeadChangeNote) -> tuple[str, dic
     return config.url, headers, json.dumps(payload(note)).encode()
 
 
-class Delivery:
-    """Whether each webhook call goes out: on or off, and the share lost on the way (seeded, so repeatable)."""
+class Delivery(WebhookSwitch):
+    """Whether each webhook call goes out: on or off, and the share lost on the way (seeded, so repeatable).
 
-    def __init__(self, *, seed: int = 0) -> None:
-        self._lock = threading.Lock()
-        self.enabled = True
-        self.drop = 0.0
-        self.seed = seed
-        self._random = random.Random(seed)  # noqa: S311 - chooses which calls a test loses, not a secret
-        self.sent = 0
-        self.dropped = 0
-        self.suppressed = 0  # not sent because webhooks were switched off
-        self.failed = 0
+    The switch both simulators use (``local/simulators/webhook_switch.py``); a call that fails is only counted
+    (:meth:`fail`), never retried.
+    """
 
-    def configure(self, *, enabled: bool | None = None, drop: float | None = None, seed: int | None = None) -> None:
-        if drop is not None and not 0.0 <= drop <= 1.0:
-            raise ValueError("drop must be between 0 and 1")
-        with self._lock:
-            if enabled is not None:
-                self.enabled = enabled
-            if drop is not None:
-                self.drop = drop
-            if seed is not None:
-                self.seed = seed
-                self._random = random.Random(seed)  # noqa: S311 - see __init__
-
-    def admit(self) -> bool:
-        """True if this call is to go out; books the call as suppressed or dropped otherwise."""
-        with self._lock:
-            if not self.enabled:
-                self.suppressed += 1
-                return False
-            if self.drop and self._random.random() < self.drop:
-                self.dropped += 1
-                return False
-            self.sent += 1
-            return True
-
-    def fail(self) -> None:
-        with self._lock:
-            self.failed += 1
-
-    def state(self) -> dict[str, object]:
-        with self._lock:
-            return {
-                "enabled": self.enabled,
-                "drop": self.drop,
-                "seed": self.seed,
-                "sent": self.sent,
-                "dropped": self.dropped,
-                "suppressed": self.suppressed,
-                "failed": self.failed,
-            }
+    fields = ("enabled", "drop", "seed", "sent", "dropped", "suppressed", "failed")  # the order it always answered in
