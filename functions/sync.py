@@ -27,7 +27,7 @@ def reconcile(messages: list[func.ServiceBusMessage]) -> None:
     a bug."""
     svc = services()
     batch = dequeue.read_batch(
-        [(m.message_id, m.get_body(), m.delivery_count) for m in messages],
+        [(m.message_id, m.get_body()) for m in messages],
         mapping=svc.mapping,
         sync_user_id=svc.known_sync_user_id,
         store=svc.store,

@@ -34,7 +34,7 @@ class Batch:
 
 
 def read_batch(
-    messages: Sequence[tuple[str | None, bytes, int | None]],
+    messages: Sequence[tuple[str | None, bytes]],
     *,
     mapping: SyncMapping,
     sync_user_id: Callable[[], str | None],
@@ -43,7 +43,7 @@ def read_batch(
     """``sync_user_id`` is asked only when a Dataverse context is in the batch (None: unknown, no echo filter);
     unreadable messages are recorded in ``store``'s sync errors."""
     batch = Batch()
-    for message_id, body, _delivery_count in messages:
+    for message_id, body in messages:
         try:
             data = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError):
