@@ -69,14 +69,10 @@ def _running_stack() -> Iterator[LocalStack]:
     """The whole product in-process on the simulated tenants: the FunctionApp's own functions, the local broker,
     SQLite; timers fire only when a test fires them (``stack.host.fire``). Imported here, not at the top, so a
     test session that never asks for it does not load the local host."""
-    import function_app
-    from local.stack import LocalStack
+    from tests.stacks import running_stack
 
-    running = LocalStack(function_app.app, in_process=True, run_timers=False, retry_delay=0.05).start()
-    try:
+    with running_stack() as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,11 +13,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-import function_app
-from local.host import Batching
 from local.stack import IN_PROCESS_HOST, LocalStack
 from shared.dataverse.client import DataverseClient
 from shared.services import build_dataverse
+from tests.stacks import PROMPT_BATCHING, running_stack
+
+WORLD_BATCHING = replace(PROMPT_BATCHING, concurrency=2)  # two batches at once, as races need
 
 
 class ManualClock:
@@ -136,36 +138,16 @@ def clocked_world() -> Iterator[World]:
     outage pass in seconds."""
     clock = ManualClock()
     waits = SkippedWaits()
-    stack = LocalStack(
-        function_app.app,
-        in_process=True,
-        run_timers=False,
-        retry_delay=0.05,
-        batching=Batching(max_size=300, min_size=1, max_wait=0.0, concurrency=2),
-        overrides={"PAUSE_RECHECK_SECONDS": "0.2"},
-        clock=clock,
-        sleep=waits.sleep,
-        monotonic=waits.monotonic,
-    ).start()
-    assert stack.tenants is not None
-    stack.tenants.marketo.limits.config.calls_per_window = 1_000_000  # about outages, not Marketo's rate limit
-    try:
+    overrides = {"PAUSE_RECHECK_SECONDS": "0.2"}
+    with running_stack(
+        batching=WORLD_BATCHING, overrides=overrides, clock=clock, sleep=waits.sleep, monotonic=waits.monotonic
+    ) as stack:
+        assert stack.tenants is not None
+        stack.tenants.marketo.limits.config.calls_per_window = 1_000_000  # about outages, not Marketo's rate limit
         yield World(stack, clock)
-    finally:
-        stack.stop()
 
 
 @pytest.fixture
 def world() -> Iterator[World]:
-    stack = LocalStack(
-        function_app.app,
-        in_process=True,
-        run_timers=False,
-        retry_delay=0.05,
-        batching=Batching(max_size=300, min_size=1, max_wait=0.0, concurrency=2),
-        overrides={"PAUSE_RECHECK_SECONDS": "0.2"},
-    ).start()
-    try:
+    with running_stack(batching=WORLD_BATCHING, overrides={"PAUSE_RECHECK_SECONDS": "0.2"}) as stack:
         yield World(stack)
-    finally:
-        stack.stop()

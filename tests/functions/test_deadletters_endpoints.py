@@ -10,28 +10,17 @@ from typing import Any
 import httpx
 import pytest
 
-import function_app
-from local.host import Batching
 from local.stack import IN_PROCESS_HOST, LocalStack
 from shared.pipeline.notification import Notification, Source, notification_message
+from tests.stacks import PROMPT_BATCHING, running_stack
 
 KEY = "test-functions-key"
 
 
 @pytest.fixture(scope="module")
 def keyed() -> Iterator[LocalStack]:
-    running = LocalStack(
-        function_app.app,
-        in_process=True,
-        run_timers=False,
-        retry_delay=0.01,
-        batching=Batching(max_size=300, min_size=1, max_wait=0.0, concurrency=1),
-        overrides={"LOCAL_FUNCTIONS_KEY": KEY},
-    ).start()
-    try:
+    with running_stack(retry_delay=0.01, batching=PROMPT_BATCHING, overrides={"LOCAL_FUNCTIONS_KEY": KEY}) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def call(stack: LocalStack, method: str, path: str, *, key: str | None = KEY, **kw: Any) -> httpx.Response:

@@ -19,9 +19,10 @@ import pytest
 import function_app
 from local.__main__ import banner
 from local.broker import LocalBroker
-from local.host import Batching, LocalHost, discover
-from local.stack import IN_PROCESS_HOST, LocalStack, binding_settings
+from local.host import LocalHost, discover
+from local.stack import IN_PROCESS_HOST, binding_settings
 from shared.settings import Settings
+from tests.stacks import running_stack
 
 KEY = "local-key-5d1e"
 EVIL = "http://evil.example"
@@ -261,8 +262,7 @@ def test_a_function_that_raises_is_a_500_without_the_exception_text(host: LocalH
 
 def test_a_cross_site_form_post_cannot_pause_the_sync() -> None:
     """The fuzzing finding: ``<form method=post action=http://127.0.0.1:7071/api/sync/pause>`` paused the sync."""
-    stack = LocalStack(function_app.app, in_process=True, run_timers=False).start()
-    try:
+    with running_stack() as stack:
         form = {"Origin": EVIL, "Content-Type": "application/x-www-form-urlencoded"}
         attack = stack.host.handle_http(httpx.Request("POST", f"{IN_PROCESS_HOST}/api/sync/pause", headers=form))
         assert error_code(attack) == (403, "cross-origin-refused")
@@ -271,22 +271,11 @@ def test_a_cross_site_form_post_cannot_pause_the_sync() -> None:
         assert error_code(attack) == (415, "unsupported-media-type")
         status = stack.host.handle_http(httpx.Request("GET", f"{IN_PROCESS_HOST}/api/status"))
         assert status.json()["paused"] is False
-    finally:
-        stack.stop()
 
 
 def test_a_key_configured_for_the_local_stack_is_required_by_its_admin_routes() -> None:
-    stack = LocalStack(
-        function_app.app,
-        in_process=True,
-        run_timers=False,
-        batching=Batching(max_size=10, min_size=1, max_wait=0.0, concurrency=1),
-        overrides={"LOCAL_FUNCTIONS_KEY": "stack-key-0123456789"},
-    ).start()
-    try:
+    with running_stack(overrides={"LOCAL_FUNCTIONS_KEY": "stack-key-0123456789"}) as stack:
         url = f"{stack.host.url}/api/errors"
         assert stack.host.handle_http(httpx.Request("GET", url)).status_code == 401
         keyed = httpx.Request("GET", url, headers={"x-functions-key": "stack-key-0123456789"})
         assert stack.host.handle_http(keyed).status_code == 200
-    finally:
-        stack.stop()

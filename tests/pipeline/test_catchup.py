@@ -7,25 +7,15 @@ from typing import Any
 
 import pytest
 
-import function_app
-from local.host import Batching
 from local.stack import LocalStack
 from shared.pipeline.feeds import FeedReport, catch_up_dataverse, delta_checkpoint
+from tests.stacks import PROMPT_BATCHING, running_stack
 
 
 @pytest.fixture
 def stack() -> Iterator[LocalStack]:
-    started = LocalStack(
-        function_app.app,
-        in_process=True,
-        run_timers=False,
-        retry_delay=0.05,
-        batching=Batching(max_size=300, min_size=1, max_wait=0.0, concurrency=1),
-    ).start()
-    try:
+    with running_stack(batching=PROMPT_BATCHING) as started:
         yield started
-    finally:
-        started.stop()
 
 
 def catch_up(stack: LocalStack, **limits: Any) -> FeedReport:

@@ -11,7 +11,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,9 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-import function_app
 from functions.admin import _person_answer
-from local.host import Batching
 from local.stack import IN_PROCESS_HOST, LocalStack
 from shared.errors import InvalidRequest, NotFound, NotPossible
 from shared.pipeline import admin
@@ -37,6 +35,7 @@ from shared.services import Services, build_dataverse, build_marketo
 from shared.store.base import StateStore
 from shared.store.model import ClaimState, Link, PersonClaim
 from shared.store.sqlite import SqliteRows
+from tests.stacks import PROMPT_BATCHING, running_stack
 
 TIMEOUT = 60.0
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -130,18 +129,9 @@ class Process:
 @pytest.fixture
 def product(tmp_path: Path) -> Iterator[LocalStack]:
     """The product on the simulated tenants, its state in a SQLite file other "processes" can open too."""
-    running = LocalStack(
-        function_app.app,
-        in_process=True,
-        run_timers=False,
-        retry_delay=0.05,
-        batching=Batching(max_size=300, min_size=1, max_wait=0.0, concurrency=2),
-        state_path=str(tmp_path / "state.sqlite3"),
-    ).start()
-    try:
+    batching = replace(PROMPT_BATCHING, concurrency=2)
+    with running_stack(batching=batching, state_path=str(tmp_path / "state.sqlite3")) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def _process(product: LocalStack, store: StateStore) -> Process:

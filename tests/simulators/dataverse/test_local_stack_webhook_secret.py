@@ -10,27 +10,17 @@ from collections.abc import Iterator
 
 import pytest
 
-import function_app
-from local.host import Batching
 from local.stack import LocalStack
+from tests.stacks import PROMPT_BATCHING, running_stack
 
 SECRET = "configured-dataverse-webhook-secret-0123456789"
 
 
 @pytest.fixture
 def stack() -> Iterator[LocalStack]:
-    stack = LocalStack(
-        function_app.app,
-        in_process=True,
-        run_timers=False,
-        retry_delay=0.05,
-        batching=Batching(max_size=10, min_size=1, max_wait=0.0, concurrency=1),
-        overrides={"DATAVERSE_WEBHOOK_SECRET": SECRET, "DATAVERSE_WEBHOOK_HEADER": "x-configured-header"},
-    ).start()
-    try:
-        yield stack
-    finally:
-        stack.stop()
+    overrides = {"DATAVERSE_WEBHOOK_SECRET": SECRET, "DATAVERSE_WEBHOOK_HEADER": "x-configured-header"}
+    with running_stack(batching=PROMPT_BATCHING, overrides=overrides) as running:
+        yield running
 
 
 def test_a_configured_dataverse_webhook_secret_is_sent_by_the_plug_in_steps_and_accepted(stack: LocalStack) -> None:
