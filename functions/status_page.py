@@ -45,7 +45,10 @@ def status_page(data: dict[str, Any]) -> str:
         if s.get("notice")
     )
     pending = data.get("pending", {})
-    waiting = f"Pending records: {pending.get('total', 0)} ({pending.get('due', 0)} due for the sweep)."
+    waiting = (
+        f"Pending records: {pending.get('total', 0)} ({pending.get('due', 0)} due for the sweep, "
+        f"{pending.get('parked', 0)} given up: see the sync errors)."
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Sync status</title>
 <meta http-equiv="refresh" content="10">

@@ -32,7 +32,11 @@ def reconcile(messages: list[func.ServiceBusMessage]) -> None:
         sync_user_id=svc.known_sync_user_id,
         store=svc.store,
     )
-    report = svc.reconciler().run(batch.notifications)
+    try:
+        report = svc.reconciler().run(batch.notifications)
+    except Exception as exc:  # not an outage (those return): kept on the marks for the sweep's give-up error
+        svc.pending.failed(batch.notifications, f"{type(exc).__name__}: {exc}"[:500])
+        raise
     if report.waiting_on is not None:
         log.warning(
             "%s unavailable: %d notification(s) completed, their records wait for the probe",

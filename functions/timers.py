@@ -8,6 +8,7 @@ from datetime import timedelta
 import azure.functions as func
 
 from shared.pipeline import feeds
+from shared.pipeline.circuit import DATAVERSE, MARKETO
 from shared.pipeline.sweep import sweep
 from shared.services import services
 
@@ -17,15 +18,24 @@ log = logging.getLogger(__name__)
 
 @bp.timer_trigger(arg_name="timer", schedule="%MARKETO_FEED_SCHEDULE%", run_on_startup=False)
 def marketo_feed(timer: func.TimerRequest) -> None:
+    """Returns normally while Marketo is unavailable (skipped, or stopped and the circuit told): see
+    ``feeds.while_available``."""
     svc = services()
-    report = feeds.read_marketo_feed(
-        svc.store,
-        svc.marketo,
-        svc.mapping,
-        svc.changes,
-        now=svc.clock,
-        first_lookback=timedelta(hours=svc.settings.marketo_feed_first_lookback_hours),
+    report = feeds.while_available(
+        svc.circuits,
+        MARKETO,
+        "Marketo feed",
+        lambda: feeds.read_marketo_feed(
+            svc.store,
+            svc.marketo,
+            svc.mapping,
+            svc.changes,
+            now=svc.clock,
+            first_lookback=timedelta(hours=svc.settings.marketo_feed_first_lookback_hours),
+        ),
     )
+    if isinstance(report, feeds.Unavailable):
+        return
     log.info(
         "Marketo feed: %d queued, %d echoes skipped, %d unlinked, %d persons deleted in Marketo let go",
         report.queued,
@@ -37,8 +47,16 @@ def marketo_feed(timer: func.TimerRequest) -> None:
 
 @bp.timer_trigger(arg_name="timer", schedule="%DATAVERSE_CATCHUP_SCHEDULE%", run_on_startup=False)
 def dataverse_catchup(timer: func.TimerRequest) -> None:
+    """Returns normally while Dataverse is unavailable, as the Marketo feed does."""
     svc = services()
-    report = feeds.catch_up_dataverse(svc.store, svc.dataverse, svc.mapping, svc.changes, now=svc.clock)
+    report = feeds.while_available(
+        svc.circuits,
+        DATAVERSE,
+        "Dataverse catch-up",
+        lambda: feeds.catch_up_dataverse(svc.store, svc.dataverse, svc.mapping, svc.changes, now=svc.clock),
+    )
+    if isinstance(report, feeds.Unavailable):
+        return
     log.info("Dataverse catch-up: %d queued (%s), %d in sync", report.queued, report.details, report.echoes)
 
 
@@ -55,13 +73,18 @@ def pending_sweep(timer: func.TimerRequest) -> None:
         now=svc.clock(),
         page=s.pending_sweep_page_size,
         probe=s.circuit_probe_size,
+        max_attempts=s.pending_max_attempts,
     )
     feeds.record_run(svc.store, "pending_sweep", svc.clock())
     log.info(
-        "pending sweep: %d pending, %d due, %d sent; probing %s; waiting for %s",
+        "pending sweep: %d pending, %d due, %d sent; probing %s; waiting for %s; %d given up now, %d parked",
         report.pending,
         report.due,
         report.sent,
         ", ".join(report.probing) or "nothing",
         ", ".join(report.waiting) or "nothing",
+        report.gave_up,
+        report.parked,
     )
+    if report.gave_up:
+        log.warning("pending sweep gave up on %d record(s): see the pending-gave-up sync errors", report.gave_up)

@@ -179,6 +179,14 @@ class LocalQueue:
                 heapq.heappush(self._ready, entry)
             self._cond.notify_all()
 
+    def expire_locks(self) -> int:
+        """The process that held the locks died: each locked message's lock expires, which Service Bus treats as
+        an abandon (available again, its delivery count kept; past the max delivery count, dead-lettered)."""
+        with self._cond:
+            held = [Delivered(e.message, e.sequence, e.enqueued_at, e.delivery_count) for e in self._locked.values()]
+        self.abandon(held, reason="the lock expired (the receiver went away)")
+        return len(held)
+
     # --- observation ------------------------------------------------------------------------------------------
 
     def peek(self) -> list[Delivered]:
@@ -237,11 +245,17 @@ class LocalBroker:
     """The local host's queues, addressed by name; implements the QueueSender port."""
 
     def __init__(
-        self, *, max_delivery_count: int = 10, wall: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self,
+        *,
+        max_delivery_count: int = 10,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``wall``: the time scheduled messages are measured from and enqueue times are stamped with."""
+        """``wall``: the time scheduled messages are measured from and enqueue times are stamped with; ``clock``:
+        what paces locks, retries and waits (tests that drive time themselves inject both)."""
         self.max_delivery_count = max_delivery_count
         self._wall = wall
+        self._clock = clock
         self._queues: dict[str, LocalQueue] = {}
         self._lock = threading.Lock()
 
@@ -250,7 +264,7 @@ class LocalBroker:
             found = self._queues.get(name)
             if found is None:
                 found = self._queues[name] = LocalQueue(
-                    name, max_delivery_count=self.max_delivery_count, wall=self._wall
+                    name, max_delivery_count=self.max_delivery_count, wall=self._wall, clock=self._clock
                 )
             return found
 

@@ -9,6 +9,7 @@ Functions host resolves app settings.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -184,6 +185,26 @@ FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-dat
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 
 
+_HOST_HEADER = re.compile(r"(?P<name>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::[0-9]{1,5})?")
+
+
+def host_name(value: str) -> str | None:
+    """The name a ``Host`` header gives (lower case, no port or trailing dot; an IPv6 address in brackets), or
+    None when it is not a host[:port] at all."""
+    match = _HOST_HEADER.fullmatch(value.strip())
+    return match.group("name").lower().rstrip(".") if match else None
+
+
+def is_loopback_name(name: str) -> bool:
+    """localhost, any *.localhost (RFC 6761: never resolved elsewhere), or a loopback address."""
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def problem(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> httpx.Response:
     """The product's error shape, ``{"error": {"code", "message"}}``, for the host's own refusals."""
     return httpx.Response(status, headers=headers, json={"error": {"code": code, "message": message}})
@@ -230,7 +251,8 @@ class LocalHost:
 
     ``functions_key`` (default: the ``LOCAL_FUNCTIONS_KEY`` of ``env``), when set, is required by every function
     whose ``authLevel`` is not anonymous, as the Functions host requires a function or host key in Azure.
-    ``form_routes`` names the functions that take form bodies (none do today).
+    ``form_routes`` names the functions that take form bodies (none do today). ``host_names``: names besides the
+    loopback ones this host answers to in the ``Host`` header (see :meth:`_host_refused`).
     """
 
     def __init__(
@@ -246,6 +268,7 @@ class LocalHost:
         functions_key: str | None = None,
         form_routes: Collection[str] = (),
         http_limits: ServerLimits | None = None,
+        host_names: Collection[str] = (),
     ) -> None:
         settings = env if env is not None else dict(os.environ)
         self.broker = broker
@@ -255,6 +278,7 @@ class LocalHost:
         self.batching = batching or Batching.from_host_json(HOST_JSON)
         self.retry_delay = retry_delay
         self.run_timers = run_timers
+        self.host_names = frozenset(n for n in map(host_name, host_names) if n)
         self._server = LoopbackServer(self.handle_http, port=port, limits=http_limits or HTTP_LIMITS)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -277,6 +301,9 @@ class LocalHost:
         header, which is what the Functions host does for an app without CORS settings (it answers no preflight;
         the method simply matches no function). A browser's preflight therefore fails, as it would in Azure.
         """
+        refused = self._host_refused(request)
+        if refused is not None:
+            return refused
         path = request.url.path
         matches = [(route, m) for route in self.functions.http if (m := route.pattern.match(path))]
         if not matches:
@@ -309,8 +336,22 @@ class LocalHost:
             headers["content-type"] = response.mimetype
         return httpx.Response(response.status_code, headers=headers, content=response.get_body())
 
+    def _host_refused(self, request: httpx.Request) -> httpx.Response | None:
+        """DNS rebinding: a page of ``evil.example`` whose name is made to resolve to 127.0.0.1 is same-origin with
+        this host as far as the browser knows, so it could read every answer; its requests still say
+        ``Host: evil.example``. Only loopback names and addresses (any port), this host's own address and its
+        ``host_names`` are served; anything else gets 421 before any routing (not even a 404 is given away).
+        In-process requests name ``functions.localhost``, a loopback name."""
+        name = host_name(request.headers.get("host", ""))
+        own = host_name(self._server.url.split("://", 1)[-1])
+        if name is not None and (is_loopback_name(name) or name == own or name in self.host_names):
+            return None
+        message = "this host answers only to localhost, 127.0.0.1, [::1] and its own name in the Host header"
+        return problem(421, "host-not-allowed", message)
+
     def _guard(self, request: httpx.Request, route: HttpRoute, params: Mapping[str, str]) -> httpx.Response | None:
-        """What a developer's machine needs before a function runs, since any web page can reach 127.0.0.1.
+        """What a developer's machine needs before a function runs, since any web page can reach 127.0.0.1
+        (a ``Host`` that is not this host's was refused before: :meth:`_host_refused`).
 
         A write from another origin's page: 403 (a plain ``<form method=post>`` needs no CORS to be sent). No or
         a wrong key for a keyed function, when a key is configured: 401. A form or text body to a keyed function

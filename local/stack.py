@@ -125,7 +125,10 @@ class LocalStack:
     sleep: Callable[[float], None] = time.sleep
     """How the clients wait between their own retries and for Marketo's rate limiter (tests skip the waits)."""
     monotonic: Callable[[], float] = time.monotonic
-    """The clock ``sleep`` moves: the clients' retry budgets and Marketo's rate limiter read it."""
+    """The clock ``sleep`` moves: the clients' retry budgets and Marketo's rate limiter read it (and the local
+    broker's locks, retries and waits)."""
+    tenant_clock: Callable[[], float] | None = None
+    """The simulated tenants' time (seconds since the epoch), when a test drives all time itself (the chaos suite)."""
     settings: Settings = field(init=False)
     tenants: SimulatedTenants | None = field(init=False, default=None)
     broker: LocalBroker = field(init=False)
@@ -136,7 +139,7 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         base = Settings.model_validate(dict(self.overrides))
-        self.broker = LocalBroker(wall=self.clock)
+        self.broker = LocalBroker(wall=self.clock, clock=self.monotonic)
         live = base.target == "live"
         env: dict[str, str] = dict(self.overrides)
         if self.sims is not None:
@@ -146,7 +149,7 @@ class LocalStack:
         elif not live:
             mapping_path = Path(base.mapping_file)
             mapping = load_mapping((mapping_path if mapping_path.is_absolute() else ROOT / mapping_path).read_text())
-            self.tenants = SimulatedTenants(mapping, Secrets.configured(self.overrides))
+            self.tenants = SimulatedTenants(mapping, Secrets.configured(self.overrides), clock=self.tenant_clock)
             if self.in_process:
                 dataverse_url, marketo_url = IN_PROCESS_DATAVERSE, IN_PROCESS_MARKETO
             else:
@@ -197,7 +200,7 @@ class LocalStack:
         False: what a lost message, or a broker that never got it, leaves behind)."""
         self.host.stop()
         if not keep_queue:
-            self.broker = LocalBroker(wall=self.clock)
+            self.broker = LocalBroker(wall=self.clock, clock=self.monotonic)
         store = self.services.store
         if self.settings.target == "live":
             real = build_services(self.settings)
@@ -222,7 +225,7 @@ class LocalStack:
         else:
             self.http = httpx.Client(transport=_Reroute({_host(ENTRA): s.dataverse_url}), timeout=30.0)
         dataverse = build_dataverse(s, self.http, sleep=self.sleep)
-        marketo = build_marketo(s, self.http, sleep=self.sleep, clock=self.monotonic)
+        marketo = build_marketo(s, self.http, sleep=self.sleep, clock=self.monotonic, now=self.clock)
         return Services(s, store, self.broker, dataverse, marketo)
 
     def _deliver(self, url: str, headers: Mapping[str, str], body: bytes) -> int:

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -180,13 +181,28 @@ class SimulatedTenants:
     demo_user_id: str = field(init=False)
     demo_client_id: str = DEMO_CLIENT_ID
     wall_clock: bool = False  # Dataverse token expiry and limits on time.time (survives a restart), not monotonic
+    clock: Callable[[], float] | None = None
+    """Both tenants' time in seconds since the epoch, when a test drives it (stamps, tokens, limits, faults)."""
 
     def __post_init__(self) -> None:
-        self.dataverse = DataverseSimulator(
-            tenant_id=TENANT_ID, organization_name=ORGANIZATION, clock=time.time if self.wall_clock else time.monotonic
-        )
+        if self.clock is not None:
+            epoch = self.clock
+            self.dataverse = DataverseSimulator(
+                tenant_id=TENANT_ID,
+                organization_name=ORGANIZATION,
+                clock=epoch,
+                now=lambda: datetime.fromtimestamp(epoch(), UTC),
+            )
+        else:
+            self.dataverse = DataverseSimulator(
+                tenant_id=TENANT_ID,
+                organization_name=ORGANIZATION,
+                clock=time.time if self.wall_clock else time.monotonic,
+            )
         self.marketo = MarketoSimulator(
-            client_id=self.secrets.marketo_client_id, client_secret=self.secrets.marketo_client_secret
+            client_id=self.secrets.marketo_client_id,
+            client_secret=self.secrets.marketo_client_secret,
+            clock=self.clock or time.time,
         )
         provision_dataverse(self.dataverse, self.mapping)
         provision_marketo(self.marketo, self.mapping)

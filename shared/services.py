@@ -26,6 +26,7 @@ from shared.core.mapping import SyncMapping
 from shared.dataverse.auth import BearerAuth, MsalTokenSource, confidential_client
 from shared.dataverse.client import DataverseClient
 from shared.errors import SyncError
+from shared.marketo.caller import utcnow
 from shared.marketo.client import MarketoClient
 from shared.marketo.limiter import RateLimiter
 from shared.pipeline.circuit import Circuits
@@ -224,8 +225,10 @@ def build_marketo(
     *,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    now: Callable[[], datetime] = utcnow,
 ) -> MarketoClient:
-    """``sleep`` and ``clock`` pace its retries and its rate limiter (the local host's tests skip the waits)."""
+    """``sleep`` and ``clock`` pace its retries and its rate limiter (the local host's tests skip the waits); ``now``
+    is what a quota reset is reckoned from."""
     return MarketoClient(
         http,
         base_url=settings.marketo_base_url,
@@ -235,6 +238,7 @@ def build_marketo(
         limiter=marketo_limiter(settings, clock=clock, sleep=sleep),
         sleep=sleep,
         clock=clock,
+        now=now,
     )
 
 

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     pending_sweep_page_size: int = Field(
         default=500, ge=1, le=10_000, validation_alias=AliasChoices("PENDING_SWEEP_PAGE_SIZE")
     )
+    pending_max_attempts: int = Field(
+        default=20, ge=1, le=10_000, validation_alias=AliasChoices("PENDING_MAX_ATTEMPTS")
+    )
     circuit_probe_size: int = Field(default=5, ge=1, le=300, validation_alias=AliasChoices("CIRCUIT_PROBE_SIZE"))
     circuit_probe_base_seconds: float = Field(
         default=30.0, gt=0, validation_alias=AliasChoices("CIRCUIT_PROBE_BASE_SECONDS")

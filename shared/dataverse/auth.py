@@ -237,3 +237,10 @@ def confidential_client(
             )
             _APPS[key] = app
         return app
+
+
+def forget_confidential_clients() -> None:
+    """Drop the process's MSAL apps (a test harness that builds a fresh simulated tenant per run calls this; each
+    app would otherwise keep the HTTP client, and so the tenant, it was built with)."""
+    with _APPS_LOCK:
+        _APPS.clear()

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.core.mapping import SyncMapping
+from shared.core.pending import PERSON
 from shared.errors import NotFound, RetryLater, SyncError
 from shared.pipeline import deadletters
 from shared.pipeline.circuit import Circuits
@@ -116,7 +117,7 @@ def status(
 
 
 def durability_status(store: StateStore, now: datetime) -> dict[str, Any]:
-    """The pending marks (total, due now, waiting per service) and each service's circuit, with the notice an
+    """The pending marks (total, due now, parked by the sweep, waiting per service) and each service's circuit, with the notice an
     admin reads while one is open: "Marketo unavailable since 14:02 UTC, 30 records waiting"."""
     marks = list(store.pending.all())
     waiting: dict[str, int] = defaultdict(int)
@@ -141,7 +142,11 @@ def durability_status(store: StateStore, now: datetime) -> dict[str, Any]:
             ),
         }
     return {
-        "pending": {"total": len(marks), "due": sum(1 for m in marks if m.due(now))},
+        "pending": {
+            "total": len(marks),
+            "due": sum(1 for m in marks if m.due(now)),
+            "parked": sum(1 for m in marks if m.parked),  # given up (a pending-gave-up error each)
+        },
         "services": services,
     }
 
@@ -194,12 +199,14 @@ def retry_open_errors(
 def _retry(store: StateStore, mapping: SyncMapping, queue: ChangesQueue, errors: list[SyncErrorRecord]) -> RetryQueued:
     notes = {}
     for error in errors:
+        key = f"retry:{error.id}:{datetime.now(UTC).isoformat()}"
         if error.entity in mapping.by_entity and error.record_id:
             notes[(error.entity, error.record_id)] = Notification(
-                source=Source.ADMIN_RETRY,
-                entity=error.entity,
-                dynamics_id=error.record_id,
-                dedupe_key=f"retry:{error.id}:{datetime.now(UTC).isoformat()}",
+                source=Source.ADMIN_RETRY, entity=error.entity, dynamics_id=error.record_id, dedupe_key=key
+            )
+        elif error.entity == PERSON and error.record_id:  # a Marketo person's parked change (pending-gave-up)
+            notes[(error.entity, error.record_id)] = Notification(
+                source=Source.ADMIN_RETRY, marketo_id=error.record_id, dedupe_key=key
             )
     try:
         queue.send(notes.values())

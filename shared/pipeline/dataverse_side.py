@@ -19,7 +19,18 @@ def dataverse_select(mapping: EntityMapping) -> list[str]:
         names.append("_originatingleadid_value")  # a contact qualified from a lead takes the lead's person
     if mapping.entity == "opportunity":
         names.append("_parentcontactid_value")  # its primary contact becomes a Marketo opportunity role
+    if mapping.entity == "lead":
+        names.append("statecode")  # a qualified lead has handed its person over to its contact
     return list(dict.fromkeys(names))
+
+
+LEAD_QUALIFIED = 1  # lead statecode: 0 Open, 1 Qualified, 2 Disqualified
+
+
+def qualified_lead(record: Record, mapping: EntityMapping) -> bool:
+    """A lead closed as qualified: its person follows the contact made from it, so the lead syncs no more (a
+    Marketo change reaching it meanwhile is carried to the contact when the contact takes the person over)."""
+    return mapping.entity == "lead" and record.values.get("statecode") == LEAD_QUALIFIED
 
 
 def sync_filter_flag(record: Record | None, mapping: EntityMapping) -> bool | None:

@@ -8,6 +8,12 @@ Per page: mark, enqueue, then checkpoint. The changes queue marks each record pe
 (:class:`shared.pipeline.pending.MarkingQueue`), so a checkpoint only ever moves past work the store holds; a
 crash between the steps re-reads the page and marks it again, which changes nothing but the marks' versions.
 The Marketo feed's first run reads ``first_lookback`` back (24 hours by default), not from now.
+
+While the service a timer reads is unavailable, :func:`while_available` keeps it from failing every run: with the
+service's circuit open and its probe not due the run is skipped (one INFO line, the checkpoint untouched); a run
+that meets an outage (the client's ``RetryLater``/``Throttled``/``QuotaExhausted``) records it on the circuit as a
+failed batch does and stops (one WARNING line, no traceback); the checkpoint stands where the last whole page left
+it, so the next run resumes there. Any other failure still raises.
 """
 
 from __future__ import annotations
@@ -19,12 +25,14 @@ from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from shared.core.mapping import EntityMapping, SyncMapping
 from shared.core.values import read_dynamics_record
 from shared.dataverse.client import Change, DataverseClient
 from shared.errors import Conflict
 from shared.marketo.client import MarketoClient
+from shared.pipeline.circuit import Circuits, outage_of
 from shared.pipeline.dataverse_side import dataverse_select
 from shared.pipeline.echo import MarketoChange, classify_marketo_change
 from shared.pipeline.notification import Kind, Notification, Source
@@ -45,6 +53,51 @@ def delta_checkpoint(entity: str) -> str:
 
 def timer_checkpoint(name: str) -> str:
     return f"timer:{name}"
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """A timer run that did not read its feed (``skipped``: not started, the circuit waits for its probe) or
+    stopped when the service failed; ``next_probe_at`` is the circuit's."""
+
+    service: str
+    reason: str
+    skipped: bool
+    next_probe_at: datetime | None
+
+
+def while_available(circuits: Circuits, service: str, name: str, run: Callable[[], T]) -> T | Unavailable:
+    """``run`` (a timer reading ``service``), unless the service's circuit says it is unavailable (see the
+    module): the result, or :class:`Unavailable` once it is logged. Other exceptions propagate."""
+    circuit = circuits.get(service)
+    now = circuits.clock()
+    if circuit.blocks(now):
+        probe = circuit.next_probe_at.isoformat() if circuit.next_probe_at else "?"
+        log.info("%s skipped: %s unavailable (%s); next probe at %s", name, service, circuit.reason, probe)
+        return Unavailable(service, circuit.reason or "unavailable", True, circuit.next_probe_at)
+    try:
+        result = run()
+    except Exception as exc:
+        outage = outage_of(exc)
+        if outage is None:
+            raise
+        opened = circuits.failed(outage)
+        probe = opened.next_probe_at.isoformat() if opened.next_probe_at else "?"
+        log.warning(  # no traceback: an outage is expected, the circuit and the next runs handle it
+            "%s stopped: %s unavailable (%s); the next run resumes at its checkpoint; next probe at %s",
+            name,
+            outage.service,
+            outage.reason,
+            probe,
+        )
+        return Unavailable(outage.service, outage.reason, False, opened.next_probe_at)
+    if circuit.is_open:  # its probe was due and the run went through: the service answers again
+        circuits.succeeded(service)
+        log.info("%s: %s answers again", name, service)
+    return result
 
 
 @dataclass

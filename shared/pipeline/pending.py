@@ -14,7 +14,18 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from shared.core.pending import PERSON, Change, MarkKey, PendingMark, clearable, deferred, marked, resent
+from shared.core.pending import (
+    PERSON,
+    Change,
+    MarkKey,
+    PendingMark,
+    clearable,
+    deferred,
+    failed_with,
+    given_up,
+    marked,
+    resent,
+)
 from shared.errors import Conflict
 from shared.pipeline.notification import Kind, Notification, parse_notification
 from shared.pipeline.ports import ChangesQueue
@@ -105,9 +116,19 @@ class PendingWork:
                 continue
         return cleared
 
-    def resend(self, marks: Sequence[PendingMark], queue: ChangesQueue, *, stamp: str) -> int:
+    def resend(
+        self,
+        marks: Sequence[PendingMark],
+        queue: ChangesQueue,
+        *,
+        stamp: str,
+        outage: bool = False,
+        paused: Callable[[MarkKey], bool] = lambda key: False,
+    ) -> int:
         """Send the marks' notifications again (a fresh message id each time, past duplicate detection), then
-        move them a grace period out. Marks that changed meanwhile keep their own (newer) schedule."""
+        move them a grace period out, counting the re-send unless ``outage`` (a circuit's probe) or the record's
+        entity is ``paused`` (:func:`shared.core.pending.resent`). Marks that changed meanwhile keep their own
+        (newer) schedule."""
         if not marks:
             return 0
         notes = []
@@ -116,14 +137,36 @@ class PendingWork:
             notes.append(note.model_copy(update={"dedupe_key": f"{note.dedupe_key or ''}|sweep@{stamp}"}))
         ChangesQueue.send(queue, notes)  # the marks exist: no need to mark again
         now = self.clock()
-        moved = [resent(mark, now, self.grace) for mark in marks]
+        self._save_each([resent(m, now, self.grace, outage=outage, paused=paused(m.key)) for m in marks])
+        return len(notes)
+
+    def park(self, marks: Sequence[PendingMark]) -> list[PendingMark]:
+        """Give up on the marks: kept, never due, until their records change again. Returns those parked (a mark
+        that changed meanwhile keeps its newer state)."""
+        return self._save_each([given_up(m) for m in marks])
+
+    def failed(self, notes: Iterable[Notification], reason: str) -> None:
+        """A batch with these records failed for a reason that is not an outage: keep the reason on their marks
+        (best effort: the batch is redelivered whatever happens here, and the store may be what failed)."""
+        keys = {mark_key(n) for n in notes}
         try:
-            self.store.pending.save_many(moved)
+            current = self.store.pending.get_many(keys)
+            self._save_each([failed_with(m, reason) for m in current.values()])
+        except Exception as exc:  # best effort: never hides the batch's own failure, which the caller raises
+            log.warning("could not note the failure on %d pending mark(s): %s", len(keys), exc)
+
+    def _save_each(self, marks: Sequence[PendingMark]) -> list[PendingMark]:
+        """Save the marks (conditional on their ETags); on a conflict the others one by one. Returns the saved."""
+        try:
+            self.store.pending.save_many(marks)
+            return list(marks)
         except Conflict:  # one changed meanwhile (a new change, a clear): the others one by one
-            for mark in moved:
+            saved = []
+            for mark in marks:
                 with suppress(Conflict):
                     self.store.pending.save_many([mark])
-        return len(notes)
+                    saved.append(mark)
+            return saved
 
     def all(self) -> list[PendingMark]:
         return list(self.store.pending.all())

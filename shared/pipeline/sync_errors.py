@@ -4,7 +4,7 @@ The reconcile, Quick Sync and the queue reader all build them here, so one recor
 whichever of them met it. Each message says what went wrong and what a person can do about it. Codes are the
 service's own where it gave one (Marketo reason codes, Dataverse error codes) and ours otherwise:
 ``record-not-found``, ``duplicate-person``, ``retries-exhausted``, ``column-missing``, ``conversion``,
-``bad-message``. The direction says which way the change was going.
+``bad-message``, ``pending-gave-up``. The direction says which way the change was going.
 """
 
 from __future__ import annotations
@@ -112,3 +112,17 @@ def column_missing(
         "Restore it, or remove the field from the mapping."
     )
     return sync_error(entity, "", "read", TO_MARKETO, "column-missing", message, at=at, field=column)
+
+
+def pending_gave_up(
+    entity: str, rid: str, direction: str, attempts: int, last_error: str | None, *, at: datetime
+) -> SyncErrorRecord:
+    """The sweep re-sent a record's pending change ``attempts`` times (outages not counted) and it failed every
+    time: it stops re-sending it until the record changes again or this error is retried."""
+    last = last_error or "none recorded (the messages were lost, or failed before the reconcile)"
+    message = (
+        f"the sweep re-sent this record's pending change {attempts} times and it never reconciled; it stopped "
+        f"re-sending it. Last error: {last}. Retry this error once the cause is fixed (the record's next change "
+        "retries it too)."
+    )
+    return sync_error(entity, rid, "reconcile", direction, "pending-gave-up", message, at=at)

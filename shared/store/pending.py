@@ -27,6 +27,8 @@ def _doc(mark: PendingMark) -> dict[str, Any]:
         "attempts": mark.attempts,
         "last_error": mark.last_error,
         "waiting_on": mark.waiting_on,
+        "resends": mark.resends,
+        "parked": mark.parked,
     }
 
 
@@ -43,6 +45,8 @@ def _mark(row: Row) -> PendingMark:
         attempts=int(doc.get("attempts", 0)),
         last_error=doc.get("last_error"),
         waiting_on=doc.get("waiting_on"),
+        resends=int(doc.get("resends", 0)),  # rows written before the cap: no re-send counted yet
+        parked=bool(doc.get("parked", False)),
         etag=row.etag,
     )
 

@@ -8,11 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.core.pending import Change, MarkKey, PendingMark, clearable, deferred, marked, resent
+from shared.core.pending import Change, MarkKey, PendingMark, clearable, deferred, first_version, marked, resent
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 GRACE = timedelta(minutes=5)
 KEY = MarkKey("contact", "c1")
+V1 = first_version(T0)
 
 
 def _change(deleted: bool = False, text: str = "n") -> Change:
@@ -21,7 +22,7 @@ def _change(deleted: bool = False, text: str = "n") -> Change:
 
 def test_a_first_change_marks_the_record_due_after_the_grace_period() -> None:
     mark = marked(None, _change(), T0, GRACE)
-    assert (mark.version, mark.attempts, mark.first_seen, mark.next_due_at) == (1, 0, T0, T0 + GRACE)
+    assert (mark.version, mark.attempts, mark.first_seen, mark.next_due_at) == (V1, 0, T0, T0 + GRACE)
 
 
 @pytest.mark.parametrize(
@@ -36,7 +37,7 @@ def test_a_first_change_marks_the_record_due_after_the_grace_period() -> None:
 def test_a_later_change_replaces_the_notification_and_a_delete_sticks(before: bool, after: bool, deleted: bool) -> None:
     first = marked(None, _change(before, "first"), T0, GRACE)
     second = marked(first, _change(after, "second"), T0 + timedelta(seconds=10), GRACE)
-    assert (second.notification, second.deleted, second.version) == ("second", deleted, 2)
+    assert (second.notification, second.deleted, second.version) == ("second", deleted, V1 + 1)
     assert second.first_seen == T0
     assert second.last_seen == T0 + timedelta(seconds=10)
 
@@ -51,7 +52,7 @@ def test_a_change_to_a_deferred_record_keeps_it_waiting_for_the_probe() -> None:
 
 @pytest.mark.parametrize(
     ("existing", "attempts", "version"),
-    [(None, 1, 1), ("marked", 1, 1), ("deferred", 2, 1)],
+    [(None, 1, V1), ("marked", 1, V1), ("deferred", 2, V1)],
 )
 def test_a_deferral_counts_an_attempt_and_keeps_the_version(existing: str | None, attempts: int, version: int) -> None:
     probe = T0 + timedelta(seconds=30)
@@ -77,7 +78,7 @@ def test_a_resent_mark_is_due_again_a_grace_period_later() -> None:
 
 @pytest.mark.parametrize(
     ("current_version", "read_version", "clears"),
-    [(1, 1, True), (2, 1, False), (None, 1, False)],
+    [(1, 1, True), (2, 1, False), (None, 1, False)],  # the first, second... version of a mark
 )
 def test_a_reconcile_clears_only_the_version_it_read(
     current_version: int | None, read_version: int, clears: bool
@@ -87,7 +88,13 @@ def test_a_reconcile_clears_only_the_version_it_read(
         current = marked(None, _change(), T0, GRACE)
         for _ in range(current_version - 1):
             current = marked(current, _change(), T0, GRACE)
-    assert clearable(current, read_version) is clears
+    assert clearable(current, V1 + read_version - 1) is clears
+
+
+def test_a_mark_made_again_after_a_clear_is_not_cleared_by_a_batch_that_read_the_first() -> None:
+    first = marked(None, _change(), T0, GRACE)
+    again = marked(None, _change(), T0 + timedelta(microseconds=1), GRACE)  # cleared, then a new change
+    assert not clearable(again, first.version)
 
 
 # --- a property: any order of events leaves a mark iff an accepted change was not reconciled after it -----------

@@ -22,7 +22,7 @@ from shared.core.values import read_dynamics_record, read_marketo_record
 from shared.dataverse.client import RecordUpdate
 from shared.errors import Conflict, MissingField, SkipRecord
 from shared.pipeline import marketo_side
-from shared.pipeline.dataverse_side import sync_filter_flag
+from shared.pipeline.dataverse_side import qualified_lead, sync_filter_flag
 from shared.pipeline.reconcile.batch import Batch, Target
 from shared.pipeline.reconcile.broken import marketo_field_gone, read_dynamics
 from shared.pipeline.reconcile.links import keep_failed, save_link
@@ -107,6 +107,25 @@ def _read_and_match(batch: Batch, groups: list[PersonGroup]) -> Persons:
     return persons
 
 
+def _baseline(
+    batch: Batch, mapping: EntityMapping, link: Link | None, follows: Link | None, person_id: str | None
+) -> dict[str, Any]:
+    """What both sides held at the last sync. A contact that takes over its qualified lead's person starts from the
+    lead's baseline (field by Marketo field): the person was in step with the lead, so an edit made in Marketo
+    between the qualification and its sync is a change to carry to the contact, not a collision Dynamics wins."""
+    if link is not None and person_id == link.marketo_id:
+        return dict(link.baseline)
+    if follows is None or follows.marketo_id != person_id or "lead" not in batch.mapping.by_entity:
+        return {}
+    lead = batch.mapping.get("lead").by_marketo
+    inherited = {}
+    for f in mapping.fields:
+        source = lead.get(f.marketo)
+        if source is not None and source.dynamics in follows.baseline and source.type is f.type:
+            inherited[f.dynamics] = follows.baseline[source.dynamics]
+    return inherited
+
+
 def _decide(batch: Batch, group: PersonGroup, persons: Mapping[str, dict[str, Any]]) -> list[PersonPlan]:
     mapping = group.mapping
     entity = mapping.entity
@@ -123,12 +142,15 @@ def _decide(batch: Batch, group: PersonGroup, persons: Mapping[str, dict[str, An
         if record is None:
             _not_returned(batch, mapping, target, link)
             continue
+        if qualified_lead(record, mapping):
+            batch.report.ignored.append((target.notes[0], "lead qualified: its person follows the contact"))
+            continue
         person_id = match.person_id
         person = persons.get(person_id) if person_id else None
         state = RecordState(
             dynamics=read_dynamics_record(mapping.fields, record.values),
             marketo=read_marketo_record(mapping.fields, person) if person is not None else None,
-            baseline=dict(link.baseline) if link is not None and person_id == link.marketo_id else {},
+            baseline=_baseline(batch, mapping, link, match.follows, person_id),
             sync_filter=sync_filter_flag(record, mapping),
             trigger=target.trigger,
         )
