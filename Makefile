@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CHECKOV_VENV ?= .venv-checkov
 
-.PHONY: run sims test check lint typecheck unit bench infra-check clean
+.PHONY: run sims test check lint typecheck unit chaos bench infra-check clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,16 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(PY) -m mypy .
 
+## The chaos suite (tests/chaos: 500 seeded scenarios) runs on every core; the rest of the tests one at a time.
 unit: $(VENV)/.installed node_modules/.installed
-	$(PY) -m pytest
+	$(PY) -m pytest --ignore=tests/chaos
+	$(PY) -m pytest tests/chaos -n auto -q
+
+## Seeded chaos scenarios (local/chaos): `make chaos N=5000 FIRST=0` plays seeds FIRST..FIRST+N-1 and prints the table.
+N ?= 500
+FIRST ?= 0
+chaos: $(VENV)/.installed
+	$(PY) -m local.chaos --scenarios $(N) --first $(FIRST)
 
 $(CHECKOV_VENV)/.installed:
 	$(PYTHON) -m venv $(CHECKOV_VENV)

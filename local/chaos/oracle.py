@@ -55,6 +55,11 @@ class Tracked:
     syncs: bool = True  # new_synctomkto
     hidden: set[str] = field(default_factory=set)  # values written in Dynamics while filtered out
     contact_of: str | None = None  # a qualified lead: the label of its contact
+    extra: dict[str, str] = field(default_factory=dict)  # fields added on the way: Dynamics column -> Marketo field
+
+    @property
+    def columns(self) -> dict[str, str]:
+        return {**self.record.fields, **self.extra}
 
 
 @dataclass
@@ -102,7 +107,7 @@ def compare(
         out.append(Violation("duplicate person", label, f"{persons} persons with {t.email}"))
     if not t.syncs:
         if other is not None:
-            leaked = {c: other.get(m) for c, m in t.record.fields.items() if other.get(m) in t.hidden}
+            leaked = {c: other.get(m) for c, m in t.columns.items() if other.get(m) in t.hidden}
             if leaked:
                 out.append(
                     Violation("sync filter", label, f"values written while filtered out reached Marketo: {leaked}")
@@ -110,7 +115,7 @@ def compare(
         return out, settled
     if other is None:
         return [*out, Violation("lost", label, f"no Marketo {'person' if t.record.person else 'record'}")], settled
-    for column, marketo_field in t.record.fields.items():
+    for column, marketo_field in t.columns.items():
         log = t.fields[column]
         mine, theirs = row.get(column), other.get(marketo_field)
         expected = log.expected(entity)

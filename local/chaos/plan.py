@@ -67,6 +67,16 @@ class Filter:
 
 
 @dataclass(frozen=True)
+class AddField:
+    """A customiser adds a text column to the Dynamics table and fills it for every record; the admin then adds it
+    as a synced field (its Marketo field made for it), and Quick Sync backfills it to Marketo."""
+
+    entity: str  # lead or contact
+    column: str
+    marketo: str
+
+
+@dataclass(frozen=True)
 class Pause:
     paused: bool
 
@@ -116,7 +126,21 @@ class Quiesce:
     """Every fault ends; the product is left alone until nothing is pending; then every rule is checked."""
 
 
-Step = Edit | Create | Delete | Qualify | Filter | Pause | Tick | Fault | Webhooks | Notifications | Crash | Quiesce
+Step = (
+    Edit
+    | Create
+    | Delete
+    | Qualify
+    | Filter
+    | AddField
+    | Pause
+    | Tick
+    | Fault
+    | Webhooks
+    | Notifications
+    | Crash
+    | Quiesce
+)
 
 CRASH_POINTS = (
     "reconcile",  # a batch received, nothing done yet
@@ -145,6 +169,8 @@ class _Draft:
     filtered: set[str] = field(default_factory=set)
     created: int = 0
     values: int = 0
+    added: list[AddField] = field(default_factory=list)  # fields added; edited once a quiet point has passed
+    editable: list[AddField] = field(default_factory=list)
 
     def value(self) -> str:
         self.values += 1
@@ -168,8 +194,10 @@ def generate(seed: int, *, steps: tuple[int, int] = (8, 18)) -> Scenario:
     scenario = Scenario(seed, records)
     for _ in range(rng.randint(*steps)):
         scenario.steps.extend(_step(draft))
-        if rng.random() < 0.08:
+        if rng.random() < 0.08 or (draft.added and rng.random() < 0.3):
             scenario.steps.append(Quiesce())
+            draft.editable += draft.added  # its Quick Sync is done by now: its values may change on either side
+            draft.added = []
     scenario.steps.append(Quiesce())
     return scenario
 
@@ -182,7 +210,8 @@ def _edit(draft: _Draft, label: str, side: Side | None = None) -> Edit:
         chosen = side
     elif two_way:
         chosen = "marketo" if draft.rng.choice(("dynamics", "marketo")) == "marketo" else "dynamics"
-    column = draft.rng.choice(sorted(record.fields))
+    extra = [f.column for f in draft.editable if f.entity == record.entity]
+    column = draft.rng.choice(sorted(record.fields) + extra)
     return Edit(chosen, label, column, draft.value())
 
 
@@ -190,8 +219,8 @@ def _step(draft: _Draft) -> list[Step]:
     rng = draft.rng
     kind = rng.choices(
         ["edit", "collide", "burst", "create", "delete", "qualify", "filter", "pause", "tick", "fault", "webhooks",
-         "notifications", "crash"],
-        weights=[16, 8, 4, 2, 1, 1, 2, 2, 8, 9, 3, 4, 6],
+         "notifications", "crash", "add-field"],
+        weights=[16, 8, 4, 2, 1, 1, 2, 2, 8, 9, 3, 4, 6, 1],
     )[0]  # fmt: skip
     persons = [p for p in draft.persons() if p not in draft.filtered]
     if kind == "edit" or (kind in {"collide", "burst", "delete", "qualify", "filter"} and not persons):
@@ -231,6 +260,11 @@ def _step(draft: _Draft) -> list[Step]:
         label = rng.choice(persons)
         draft.filtered.add(label)
         return [Filter(label, False)]
+    if kind == "add-field":
+        n = len(draft.added) + len(draft.editable) + 1
+        added = AddField(rng.choice(PERSONS), f"new_chaos{n}", f"chaos{n}")
+        draft.added.append(added)
+        return [added]
     if kind == "pause":
         return [Pause(True), *[_edit(draft, rng.choice(sorted(draft.live))) for _ in range(2)], Pause(False)]
     if kind == "tick":

@@ -10,6 +10,7 @@ import logging
 import random
 import time
 import traceback
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,9 +18,11 @@ from typing import Any
 from local.chaos import plan
 from local.chaos.clock import SimClock
 from local.chaos.faults import Crash, CrashPoint, NotificationFaults, end_faults, inject
-from local.chaos.oracle import Oracle, Tracked, Violation, compare
+from local.chaos.oracle import FieldLog, Oracle, Tracked, Violation, compare
 from local.chaos.world import ChaosWorld, start_time
+from local.simulators.dataverse.schema import Column
 from shared.core.mapping import DELETED_FLAG_FIELD
+from shared.pipeline.quicksync.status import quick_sync_status
 
 STABLE_MINUTES = 4  # nothing queued, pending or held for this long, every catch-up timer running meanwhile
 QUIET_MINUTES = 5
@@ -38,6 +41,7 @@ class Outcome:
     convergence: float = 0.0  # simulated seconds from the end of the last fault to quiet, the slowest quiesce
     restarts: int = 0
     open_errors: int = 0
+    calls: int = 0  # every API call both simulators answered: a replay of the seed makes the same ones
     wall: float = 0.0
 
     @property
@@ -53,6 +57,9 @@ class Run:
         self.scenario = scenario
         self.rng = random.Random(scenario.seed * 7919 + 1)  # noqa: S311 - a replayable scenario, not a secret
         random.seed(scenario.seed)  # the clients' backoff jitter too: the same seed, the same waits
+        ids = random.Random(scenario.seed)  # noqa: S311 - and the same record, message and token ids
+        self._uuid4 = uuid.uuid4
+        uuid.uuid4 = lambda: uuid.UUID(int=ids.getrandbits(128), version=4)
         self.clock = SimClock(start_time())
         self.world = ChaosWorld(self.clock)
         self.oracle = Oracle()
@@ -61,6 +68,7 @@ class Run:
         self.notes.install(self.world.broker)
         self.outcome = Outcome(scenario.seed, steps=len(scenario.steps))
         self.paused = False
+        self.added: dict[str, dict[str, str]] = {}  # fields added on the way, by entity: column -> Marketo field
 
     # --- the scenario ------------------------------------------------------------------------------------------
 
@@ -79,8 +87,10 @@ class Run:
                 Violation("runner error", "-", f"{detail} at {where.filename}:{where.lineno}")
             )
         finally:
+            uuid.uuid4 = self._uuid4
             self.crash.disarm()
             self.outcome.restarts = self.world.restarts
+            self.outcome.calls = sum(self.world.mk.calls.values()) + sum(self.world.dv.calls.values())
             self.outcome.wall = time.perf_counter() - started
             self.world.stop()
         return self.outcome
@@ -118,6 +128,8 @@ class Run:
                 t.hidden = set()
             self.outcome.changes += 1
             w.update(t.record.entity, t.dynamics_id, new_synctomkto=step.syncs)
+        elif isinstance(step, plan.AddField):
+            self._add_field(step)
         elif isinstance(step, plan.Pause):
             self.paused = step.paused
             answer = w.call("POST", "sync/pause" if step.paused else "sync/resume")
@@ -144,14 +156,18 @@ class Run:
     # --- what people do in both systems -----------------------------------------------------------------------
 
     def _create(self, record: plan.Record) -> None:
-        values: dict[str, Any] = {column: f"{record.label}.{column}" for column in record.fields}
+        columns = [*record.fields, *self.added.get(record.entity, {})]
+        values: dict[str, Any] = {column: f"{record.label}.{column}" for column in columns}
         email = None
         if record.person:
             email = f"{record.label}@chaos.example"
             values |= {"firstname": "Chaos", "lastname": record.label, "emailaddress1": email}
         self.oracle.add(record, "", email, {}, known=True)
         t = self.oracle.tracked[record.label]
-        for column in record.fields:
+        for column, marketo_field in self.added.get(record.entity, {}).items():
+            t.extra[column] = marketo_field
+            t.fields[column] = FieldLog()
+        for column in columns:
             t.fields[column].edits.append(("dynamics", values[column], self.world.activity))
         self.outcome.changes += 1
         try:
@@ -167,8 +183,8 @@ class Run:
 
     def _edit(self, step: plan.Edit) -> None:
         t = self.oracle.live(step.record)
-        if t is None:
-            return
+        if t is None or step.field not in t.columns:
+            return  # gone, never made, or a field whose adding was refused
         if step.side == "dynamics":
             self.oracle.edited(step.record, "dynamics", step.field, step.value, self.world.activity)
             self.outcome.changes += 1
@@ -179,11 +195,11 @@ class Run:
             return  # no person yet (its record not synced so far): nothing to edit in Marketo
         self.oracle.edited(step.record, "marketo", step.field, step.value, self.world.activity)
         self.outcome.changes += 1
-        self.world.mk.change_lead(int(persons[0]["id"]), **{t.record.fields[step.field]: step.value})
+        self.world.mk.change_lead(int(persons[0]["id"]), **{t.columns[step.field]: step.value})
 
     def _qualify(self, label: str) -> None:
         """A salesperson qualifies the lead. Its contact starts from the lead's values where it copied them (no change
-        to carry), and from a Dynamics change where it did not; a lead with changes in flight leaves it unknown."""
+        to carry) and from a Dynamics change where it did not; the person's changes in flight come along."""
         t = self.oracle.live(label)
         if t is None:
             return
@@ -204,13 +220,43 @@ class Run:
         record = plan.Record(t.contact_of, "contact")
         self.oracle.add(record, contact_id, t.email, {}, known=False)
         contact = self.world.dv.get("contact", contact_id) or {}
-        for column, mine in self.oracle.tracked[record.label].fields.items():
-            lead = t.fields[column]
-            if lead.edits or not lead.known or not t.syncs:
-                continue
-            mine.settled, mine.known = lead.settled, True
-            if contact.get(column) != lead.settled:
-                mine.edits.append(("dynamics", contact.get(column), self.world.activity))
+        contact_log = self.oracle.tracked[record.label]
+        for column, marketo_field in self.added.get("contact", {}).items():
+            contact_log.extra[column] = marketo_field
+            contact_log.fields[column] = FieldLog(known=False)
+        for column, mine in contact_log.fields.items():
+            lead, value = t.fields.get(column), contact.get(column)
+            if lead is not None and lead.known and t.syncs:
+                mine.settled, mine.known = lead.settled, True
+                mine.edits = [e for e in lead.edits if e[0] == "marketo"]  # the person's changes in flight come along
+                if value == lead.settled:
+                    continue  # copied from the lead, whose person held it already: nothing changed
+            mine.edits.append(("dynamics", value, self.world.activity))  # a Dynamics change, made by qualifying
+
+    def _add_field(self, step: plan.AddField) -> None:
+        """The column and its values first (a customiser's work, no sync involved), then the field through the
+        admin API; Quick Sync backfills it. Refused (a service down), the column stays unmapped."""
+        w = self.world
+        table = w.dv.tables[step.entity]
+        table.columns[step.column] = Column(step.column, "String", max_length=80, custom=True)
+        filled = {}
+        for t in self.oracle.tracked.values():
+            if t.record.entity == step.entity and t.state == "live":
+                filled[t.record.label] = f"{t.record.label}.{step.column}"
+                w.update(step.entity, t.dynamics_id, **{step.column: filled[t.record.label]})
+        body = {"dynamics": step.column, "marketo": step.marketo, "create_marketo_field": True}
+        answer = w.call("POST", f"mapping/{step.entity}/fields", json=body)
+        self.outcome.faults["fields added"] += 1
+        if answer.status_code != 202:
+            log.info("adding %s.%s refused: %s", step.entity, step.column, answer.text[:200])
+            return
+        self.added.setdefault(step.entity, {})[step.column] = step.marketo
+        for label, value in filled.items():
+            t = self.oracle.tracked[label]
+            t.extra[step.column] = step.marketo
+            t.fields[step.column] = FieldLog(edits=[("dynamics", value, w.activity)])
+            if not t.syncs:
+                t.hidden.add(value)
 
     def _webhooks(self, side: str, *, on: bool) -> None:
         w = self.world
@@ -258,6 +304,8 @@ class Run:
     def _quiet(self) -> bool:
         svc = self.world.stack.services
         if self.world.queued() or svc.pending.all():
+            return False
+        if any(job["state"] in {"queued", "running"} for job in quick_sync_status(svc.store)):
             return False
         return not any(c.is_open for c in svc.circuits.all().values())
 

@@ -116,6 +116,7 @@ class StateStore:
             deleted_in_dynamics=bool(doc.get("deleted_in_dynamics")),
             synced_at=_when(doc.get("synced_at")),
             followed_by=doc.get("followed_by"),
+            intent=dict(doc.get("intent") or {}),
             etag=row.etag,
         )
 
@@ -128,16 +129,49 @@ class StateStore:
         found = self.rows.get_many(LINKS, entity, {i.lower() for i in dynamics_ids})
         return {rk: self._link(entity, row) for rk, row in found.items()}
 
-    def save_link(self, link: Link) -> Link:
-        """Create (``etag`` None) or conditionally replace a link; keeps the Marketo-id index in step."""
-        synced_at = link.synced_at or _now()
-        doc = {
+    @staticmethod
+    def _link_doc(link: Link, synced_at: datetime) -> dict[str, Any]:
+        doc: dict[str, Any] = {
             "marketo_id": link.marketo_id,
             "baseline": link.baseline,
             "deleted_in_dynamics": link.deleted_in_dynamics,
             "synced_at": synced_at.isoformat(),
             "followed_by": link.followed_by,
         }
+        if link.intent:
+            doc["intent"] = link.intent
+        return doc
+
+    def save_intents(self, entity: str, links: Sequence[Link]) -> tuple[dict[str, Link], set[str]]:
+        """Replace existing links of one entity on their ETags, in batch transactions (their Marketo ids do not
+        change, so the index is left alone). Returns the saved links by Dynamics id, and the ids whose row had
+        changed meanwhile (not saved)."""
+        saved: dict[str, Link] = {}
+        conflicts: set[str] = set()
+        for start in range(0, len(links), BATCH_LIMIT):
+            chunk = links[start : start + BATCH_LIMIT]
+            writes = [
+                Write("replace", link.dynamics_id.lower(), self._link_doc(link, link.synced_at or _now()), link.etag)
+                for link in chunk
+            ]
+            try:
+                etags = self.rows.write_many(LINKS, entity, writes)
+            except Conflict:  # the chunk changed nothing: find the rows that moved one by one
+                for link in chunk:
+                    try:
+                        saved[link.dynamics_id.lower()] = self.save_link(link)
+                    except Conflict:
+                        conflicts.add(link.dynamics_id.lower())
+                continue
+            for link in chunk:
+                key = link.dynamics_id.lower()
+                saved[key] = replace(link, dynamics_id=key, etag=etags[key])
+        return saved, conflicts
+
+    def save_link(self, link: Link) -> Link:
+        """Create (``etag`` None) or conditionally replace a link; keeps the Marketo-id index in step."""
+        synced_at = link.synced_at or _now()
+        doc = self._link_doc(link, synced_at)
         key = link.dynamics_id.lower()
         if link.etag is None:
             etag = self.rows.insert(LINKS, link.entity, key, doc)

@@ -30,6 +30,7 @@ class Link:
     deleted_in_dynamics: bool = False
     synced_at: datetime | None = None
     followed_by: str | None = None  # "contact:<id>" once a lead was qualified and its person follows the contact
+    intent: dict[str, Canonical] = field(default_factory=dict)  # writes begun, not yet agreed (shared/core/intent.py)
     etag: str | None = None
 
 

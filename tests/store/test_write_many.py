@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from shared.core.pending import MarkKey, PendingMark
 from shared.errors import Conflict
 from shared.store.base import PENDING, StateStore, Write
+from shared.store.model import Link
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -66,3 +68,19 @@ def test_pending_marks_round_trip_and_are_deleted_only_as_read(store: StateStore
         store.pending.delete_many([c1])  # the row changed since c1 was read
     store.pending.delete_many([found[MarkKey("person", "1001")]])
     assert {m.key for m in store.pending.all()} == {MarkKey("contact", "c1"), MarkKey("contact", "c2")}
+
+
+def test_write_intents_are_saved_in_batches_on_their_etags_and_read_back(store: StateStore) -> None:
+    links = [store.save_link(Link("lead", f"l{i}", str(i), {"jobtitle": "old"})) for i in range(130)]
+    moved = store.save_link(replace(links[7], baseline={"jobtitle": "moved"}))  # another instance saved first
+    intended = [replace(link, intent={"marketo:jobtitle": "v2"}) for link in links]
+    saved, conflicts = store.save_intents("lead", intended)
+    assert conflicts == {"l7"}
+    assert len(saved) == 129
+    again = store.get_link("lead", "l120")
+    assert again is not None
+    assert (again.intent, again.etag) == ({"marketo:jobtitle": "v2"}, saved["l120"].etag)
+    assert store.get_link("lead", "l7") == moved
+    cleared = store.save_link(replace(saved["l3"], baseline={"jobtitle": "v2"}, intent={}))
+    assert store.get_link("lead", "l3") == cleared
+    assert cleared.intent == {}

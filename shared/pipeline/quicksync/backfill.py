@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from shared.core.mapping import EntityMapping, FieldMapping
+from shared.core.mapping import SYNC_FILTER_COLUMN, EntityMapping, FieldMapping
 from shared.core.values import ConversionError, from_dynamics, to_marketo
 from shared.dataverse.client import DataverseClient
 from shared.dataverse.records import Record
@@ -20,6 +20,7 @@ from shared.errors import Conflict
 from shared.marketo.client import MarketoClient
 from shared.marketo.models import RecordOutcome
 from shared.pipeline import marketo_side
+from shared.pipeline.dataverse_side import sync_filter_flag
 from shared.pipeline.quicksync.jobs import QuickSyncJob
 from shared.pipeline.sync_errors import marketo_error, sync_error
 from shared.store.base import StateStore
@@ -33,6 +34,7 @@ class PageOutcome:
     read: int = 0
     done: int = 0
     unlinked: int = 0
+    filtered: int = 0  # linked, but its sync filter says No
     failed: int = 0
     conflicts: list[str] = field(default_factory=list)  # left to the live sync once the settle rounds are spent
     next_link: str | None = None  # None: that was the last page
@@ -75,8 +77,9 @@ class Backfill:
 
     @property
     def _select(self) -> list[str]:
-        """The id and the one column."""
-        return [self.entity.id_column, self.field.selected_as]
+        """The id and the one column (and the sync filter, where the table has one)."""
+        extra = [SYNC_FILTER_COLUMN] if self.entity.sync_filter else []
+        return [self.entity.id_column, self.field.selected_as, *extra]
 
     def _fetch(self, job: QuickSyncJob, page_size: int) -> tuple[list[Record], str | None]:
         return self.dataverse.query_page(
@@ -98,6 +101,9 @@ class Backfill:
             link = links.get(record.id)
             if link is None or link.deleted_in_dynamics or link.followed_by or (persons and not link.marketo_id):
                 outcome.unlinked += 1  # not synced yet (or no longer): the live sync creates it with every field
+                continue
+            if sync_filter_flag(record, entity) is False:
+                outcome.filtered += 1  # kept out by the sync filter: Quick Sync writes it no more than the live sync
                 continue
             canonical = from_dynamics(f, record.values.get(f.dynamics))  # a missing value is a null: nulls count
             wire = canonical if isinstance(canonical, ConversionError) else to_marketo(f, canonical)

@@ -62,6 +62,7 @@ class QuickSyncJob:
     records_read: int = 0
     records_done: int = 0
     records_unlinked: int = 0
+    records_filtered: int = 0  # kept out by the sync filter (new_synctomkto = No)
     records_failed: int = 0
     records_left_to_live_sync: int = 0
     restarts: int = 0

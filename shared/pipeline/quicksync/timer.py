@@ -170,6 +170,7 @@ def _work(run: _Run, job: QuickSyncJob) -> None:
         job.records_read += outcome.read
         job.records_done += outcome.done
         job.records_unlinked += outcome.unlinked
+        job.records_filtered += outcome.filtered
         job.records_failed += outcome.failed
         job.records_left_to_live_sync += len(outcome.conflicts)
         job.next_link, job.paged_all, job.last_error = outcome.next_link, outcome.next_link is None, None
@@ -196,6 +197,7 @@ def _work(run: _Run, job: QuickSyncJob) -> None:
     notice = (
         f"Quick Sync done: {job.entity}.{job.column} -> Marketo {job.marketo_field}: {job.records_done} records "
         f"refreshed, {job.records_failed} failed (see sync errors), {job.records_unlinked} not linked, "
+        f"{job.records_filtered} kept out by the sync filter, "
         f"{job.records_left_to_live_sync} left to the live sync, in {job.pages} pages over {job.runs} runs"
     )
     _finish(run, job, JobState.DONE, notice)

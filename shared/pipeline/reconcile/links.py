@@ -32,7 +32,9 @@ def save_link(
     if link is None:
         new = Link(target.entity, target.dynamics_id, marketo_id, baseline, synced_at=now)
     else:
-        new = replace(link, marketo_id=marketo_id, baseline=baseline, deleted_in_dynamics=False, synced_at=now)
+        new = replace(
+            link, marketo_id=marketo_id, baseline=baseline, deleted_in_dynamics=False, synced_at=now, intent={}
+        )
     if link is not None and new == replace(link, synced_at=now):
         return  # nothing changed: spare the store a write
     try:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from shared.core.intent import intents, settled_baseline
 from shared.core.mapping import DELETED_FLAG_FIELD, EntityMapping
 from shared.core.policy import Decision, RecordAction, RecordState, decide
 from shared.core.values import read_dynamics_record, read_marketo_record
@@ -65,8 +66,36 @@ class WriteBack:
 def reconcile_persons(batch: Batch, entities: list[tuple[EntityMapping, list[Target]]]) -> None:
     groups = [_prepare(batch, mapping, targets) for mapping, targets in entities]
     persons = _read_and_match(batch, groups)
-    plans = [_decide(batch, group, persons) for group in groups]
+    plans = [_intend(batch, _decide(batch, group, persons)) for group in groups]
     _write(batch, groups, plans)
+
+
+def _intend(batch: Batch, plans: list[PersonPlan]) -> list[PersonPlan]:
+    """Save each linked record's write intent before any write (shared/core/intent.py), in batch transactions;
+    a record whose link changed meanwhile is decided again instead."""
+    writing = [p for p in plans if p.link is not None and p.person_id == p.link.marketo_id and p.decision.has_writes]
+    if not writing:
+        return plans
+    new = {}
+    for p in writing:
+        assert p.link is not None
+        baseline = p.decision.new_baseline
+        intent = intents(
+            {c: baseline[c] for c in p.decision.marketo_writes if c in baseline},
+            {c: baseline[c] for c in p.decision.dynamics_writes if c in baseline},
+        )
+        new[p.target.dynamics_id] = replace(p.link, intent=intent)
+    saved, conflicts = batch.store.save_intents(plans[0].mapping.entity, list(new.values()))
+    kept: list[PersonPlan] = []
+    for p in plans:
+        rid = p.target.dynamics_id
+        if rid in conflicts:
+            batch.requeue(p.target, "another instance saved this record's baseline first")
+        elif rid in saved:
+            kept.append(replace(p, link=saved[rid]))
+        else:
+            kept.append(p)
+    return kept
 
 
 def _prepare(batch: Batch, mapping: EntityMapping, targets: list[Target]) -> PersonGroup:
@@ -147,10 +176,15 @@ def _decide(batch: Batch, group: PersonGroup, persons: Mapping[str, dict[str, An
             continue
         person_id = match.person_id
         person = persons.get(person_id) if person_id else None
+        dynamics = read_dynamics_record(mapping.fields, record.values)
+        marketo = read_marketo_record(mapping.fields, person) if person is not None else None
+        baseline = _baseline(batch, mapping, link, match.follows, person_id)
+        if link is not None and link.intent and person_id == link.marketo_id:
+            baseline = settled_baseline(baseline, link.intent, dynamics, marketo)
         state = RecordState(
-            dynamics=read_dynamics_record(mapping.fields, record.values),
-            marketo=read_marketo_record(mapping.fields, person) if person is not None else None,
-            baseline=_baseline(batch, mapping, link, match.follows, person_id),
+            dynamics=dynamics,
+            marketo=marketo,
+            baseline=baseline,
             sync_filter=sync_filter_flag(record, mapping),
             trigger=target.trigger,
         )
