@@ -224,7 +224,7 @@ class LocalStack:
             self.http = httpx.Client(transport=transport, timeout=30.0)
         else:
             self.http = httpx.Client(transport=_Reroute({_host(ENTRA): s.dataverse_url}), timeout=30.0)
-        dataverse = build_dataverse(s, self.http, sleep=self.sleep)
+        dataverse = build_dataverse(s, self.http, sleep=self.sleep, clock=self.monotonic)
         marketo = build_marketo(s, self.http, sleep=self.sleep, clock=self.monotonic, now=self.clock)
         return Services(s, store, self.broker, dataverse, marketo)
 

@@ -66,10 +66,13 @@ class Services:
         Instances re-check the stored document's ETag every ``SYNC_MAPPING_REFRESH_SECONDS``, so a field added
         or removed through one instance's mapping endpoints reaches every instance without a restart.
         """
-        now = time.monotonic()
-        if self._mapping is None or now - self._mapping_checked >= self.settings.mapping_refresh_seconds:
+        now = self.clock().timestamp()  # the product's time (a test's, when it drives time)
+        if self._mapping is None or not 0 <= now - self._mapping_checked < self.settings.mapping_refresh_seconds:
             with self._lock:
-                if self._mapping is None or now - self._mapping_checked >= self.settings.mapping_refresh_seconds:
+                if (
+                    self._mapping is None
+                    or not 0 <= now - self._mapping_checked < self.settings.mapping_refresh_seconds
+                ):
                     self._refresh_mapping()
                     self._mapping_checked = now
         assert self._mapping is not None
@@ -115,7 +118,7 @@ class Services:
         with self._lock:
             self._mapping_etag = None
             self._refresh_mapping()
-            self._mapping_checked = time.monotonic()
+            self._mapping_checked = self.clock().timestamp()
             assert self._mapping is not None
             return self._mapping
 
@@ -193,9 +196,14 @@ def _azure_credential(settings: Settings) -> Any:
 
 
 def build_dataverse(
-    settings: Settings, http: httpx.Client, *, sleep: Callable[[float], None] = time.sleep
+    settings: Settings,
+    http: httpx.Client,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> DataverseClient:
-    """The Dataverse client for a real tenant: MSAL client credentials, one app per process."""
+    """The Dataverse client for a real tenant: MSAL client credentials, one app per process. ``sleep`` and
+    ``clock`` pace its retries and measure their budget (a test that skips the waits moves the clock)."""
     secret = settings.dataverse_client_secret.get_secret_value()
     tokens = MsalTokenSource(
         confidential_client(
@@ -216,6 +224,7 @@ def build_dataverse(
         max_concurrency=max(1, min(settings.dataverse_max_concurrency, 52 // max(1, settings.api_callers))),
         max_url_length=30_000,  # Dataverse accepts 32,768 characters: ~300 ids per read_by_ids request
         sleep=sleep,
+        clock=clock,
     )
 
 

@@ -292,4 +292,3 @@ def test_dataverse_throttled_past_every_retry_holds_marketo_changes_until_it_ans
     assert world.dead_lettered() == 0
     world.minutes_pass(1)
     assert world.status()["pending"]["total"] == 0
-
