@@ -41,11 +41,13 @@ unit: $(VENV)/.installed node_modules/.installed
 	$(PY) -m pytest --ignore=tests/chaos
 	$(PY) -m pytest tests/chaos -n auto -q
 
-## Seeded chaos scenarios (local/chaos): `make chaos N=5000 FIRST=0` plays seeds FIRST..FIRST+N-1 and prints the table.
+## Seeded chaos scenarios (local/chaos): `make chaos N=5000 FIRST=0` plays seeds FIRST..FIRST+N-1 and prints the table;
+## `make chaos SEED=111` replays one, with its steps and the product's log.
 N ?= 500
 FIRST ?= 0
+SEED ?=
 chaos: $(VENV)/.installed
-	$(PY) -m local.chaos --scenarios $(N) --first $(FIRST)
+	$(PY) -m local.chaos $(if $(SEED),--seed $(SEED) --verbose,--scenarios $(N) --first $(FIRST))
 
 $(CHECKOV_VENV)/.installed:
 	$(PYTHON) -m venv $(CHECKOV_VENV)

@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     )
     pending_grace_seconds: float = Field(default=300.0, gt=0, validation_alias=AliasChoices("PENDING_GRACE_SECONDS"))
     pending_sweep_page_size: int = Field(
-        default=500, ge=1, le=10_000, validation_alias=AliasChoices("PENDING_SWEEP_PAGE_SIZE")
+        default=5000, ge=1, le=50_000, validation_alias=AliasChoices("PENDING_SWEEP_PAGE_SIZE")
     )
     pending_max_attempts: int = Field(
         default=20, ge=1, le=10_000, validation_alias=AliasChoices("PENDING_MAX_ATTEMPTS")

@@ -57,6 +57,6 @@ def failures(outcomes: Sequence[Outcome]) -> str:
     for o in outcomes:
         if o.ok:
             continue
-        lines.append(f"seed {o.seed} failed; replay: python -m local.chaos --seed {o.seed} --verbose")
+        lines.append(f"seed {o.seed} failed; replay: make chaos SEED={o.seed}")
         lines += [f"  {v}" for v in o.violations[:10]]
     return "\n".join(lines)

@@ -316,12 +316,21 @@ class StateStore:
         return found[:limit]
 
     def set_error_status(self, error_id: str, status: ErrorStatus) -> SyncErrorRecord | None:
-        row = self.rows.get(ERRORS, "error", error_id)
-        if row is None:
-            return None
-        record = replace(_error(row), status=status)
-        self.rows.replace(ERRORS, "error", error_id, _error_doc(record), row.etag)
-        return record
+        """Set on the row's ETag, re-read and tried again when another call changed it meanwhile: concurrent
+        calls (two admins, a double click) all succeed, the last one's status standing."""
+        for _ in range(5):
+            row = self.rows.get(ERRORS, "error", error_id)
+            if row is None:
+                return None
+            record = replace(_error(row), status=status)
+            if record == _error(row):
+                return record  # already so: nothing to write
+            try:
+                self.rows.replace(ERRORS, "error", error_id, _error_doc(record), row.etag)
+            except Conflict:
+                continue
+            return record
+        raise Conflict(f"sync error {error_id} kept changing under us; try again")
 
     # --- person claims ("sync person to Dynamics") --------------------------------------------------------------
 

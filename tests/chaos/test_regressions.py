@@ -1,6 +1,6 @@
 """Seeds the chaos suite failed on, each with what it found; each must converge with every rule holding from now on.
 
-Replay any of them with ``python -m local.chaos --seed N --verbose``."""
+Replay any of them with ``make chaos SEED=N``."""
 
 from __future__ import annotations
 
@@ -19,8 +19,13 @@ FOUND = {
     56: "a contact deleted before its person could follow it (the suite's delete and qualify rules)",
     60: "a circuit opened by a catch-up timer stayed open with no pending work to probe it: a timer run that "
     "gets through now closes it",
-    111: "a Marketo write that timed out but took effect, then a later Dynamics edit (ran only with other jitter)",
+    111: "the host died after a batch wrote v2 to Marketo, before the baseline save; the user then set v4 in "
+    "Dynamics, and the sync's own v2 beat it as a Marketo edit (a lead): fixed by write intents "
+    "(tests/chaos/test_write_intent.py replays it step by step)",
     133: "a change only a catch-up timer could find, found after the suite called the product quiet",
+    15: "edits of a field whose adding was refused (the suite's own bookkeeping)",
+    19: "a qualified lead's contact without a column the lead had (not copied): a Dynamics change, made by qualifying",
+    51: "a Marketo edit of the lead's person still in flight when the lead was qualified comes along to the contact",
     142: "a crash inside the webhooks a lead's qualification fired (the qualification stands)",
     161: "a qualified lead's contact kept out by the sync filter: no person follows it",
 }

@@ -64,3 +64,51 @@ def test_replaying_all_dead_letters_syncs_each_record(world: World, monkeypatch:
     assert replayed.json()["count"] == 1
     world.settle()
     assert world.person(email="ada@example.com")["dynamicsLeadId"] == lead_id
+
+
+def _at_once(world: World, n: int, method: str, path: str) -> list[Any]:
+    """``n`` admin calls released together (a double click, a script run twice, two admins)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    gate = Barrier(n)
+
+    def one(_: int) -> Any:
+        gate.wait()
+        return world.call(method, path)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def test_concurrent_replays_of_one_dead_letter_replay_it_once(world: World, monkeypatch: Any) -> None:
+    monkeypatch.setattr(world.stack.services, "reconciler", Broken)
+    lead_id = world.create("lead", **ADA)
+    wait_for_dead_letters(world, 1)
+    (item,) = world.call("GET", "deadletters").json()["items"]
+    monkeypatch.undo()
+    answers = _at_once(world, 20, "POST", f"deadletters/{item['id']}/replay")
+    assert {a.status_code for a in answers} <= {202, 404, 409}, [a.text for a in answers if a.status_code >= 500]
+    assert sum(a.json().get("count", 0) for a in answers if a.status_code == 202) == 1  # replayed exactly once
+    world.settle()
+    assert world.person(email="ada@example.com")["dynamicsLeadId"] == lead_id
+    assert world.call("GET", "deadletters").json()["count"] == 0
+    assert len(world.persons()) == 1
+
+
+def test_concurrent_retries_of_one_sync_error_converge_once(world: World) -> None:
+    bad_id = world.create("lead", firstname="Bob", lastname="Bad", emailaddress1="bob@example.com", jobtitle="Clerk")
+    world.settle()
+    bob = world.person(email="bob@example.com")
+    world.mk.change_lead(bob["id"], title="x" * 150)  # longer than the lead's jobtitle column: a sync error
+    world.settle()
+    (error,) = world.store.list_errors()
+    world.mk.change_lead(bob["id"], title="Fixed")
+    answers = _at_once(world, 20, "POST", f"errors/{error.id}/retry")
+    assert {a.status_code for a in answers} == {202}, [a.text for a in answers if a.status_code != 202]
+    world.settle()
+    assert world.row("lead", bad_id)["jobtitle"] == "Fixed"
+    assert len(world.persons()) == 1
+    assert len(world.dv.rows("lead")) == 1
+    assert world.status()["pending"]["total"] == 0
+    assert world.dead_lettered() == 0
