@@ -9,6 +9,7 @@ client's retry loop decides whether to wait and retry; :meth:`Fault.error` build
     412 (0x80060882)                        -> Conflict: the ETag moved; re-read and decide again
     404                                     -> SkipRecord: the record is gone
     400 naming a column the table lacks     -> MissingColumn(table, column): that one column is gone
+    400 0x80044352 (ExpiredVersionStamp)    -> SkipRecord with that code: a delta token too old, read in full
     400, 413, other 4xx                     -> SkipRecord: this record's data cannot be written as it is
     401, 403                                -> StopSync: token, app user or security role needs a human
 
@@ -33,6 +34,11 @@ import httpx
 
 from shared.dataverse.records import lookup_column
 from shared.errors import Conflict, MissingColumn, RetryLater, SkipRecord, StopSync, SyncError, Throttled
+
+EXPIRED_VERSION_STAMP = "0x80044352"
+"""A change-tracking delta token older than the organisation keeps history for (ExpireChangeTrackingInDays, 7 by
+default): "Version stamp associated with the client has expired. Please perform a full sync." A SkipRecord with
+this code; the catch-up reads the table in full again."""
 
 SERVICE_PROTECTION_CODES = {
     "0x80072322": "number of requests",

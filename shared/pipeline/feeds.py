@@ -30,7 +30,8 @@ from typing import TypeVar
 from shared.core.mapping import EntityMapping, SyncMapping
 from shared.core.values import read_dynamics_record
 from shared.dataverse.client import Change, DataverseClient
-from shared.errors import Conflict
+from shared.dataverse.faults import EXPIRED_VERSION_STAMP
+from shared.errors import Conflict, SkipRecord
 from shared.marketo.client import MarketoClient
 from shared.pipeline.circuit import Circuits, outage_of
 from shared.pipeline.dataverse_side import dataverse_select
@@ -286,18 +287,29 @@ def catch_up_dataverse(
         pages_seen = 0
         next_link: str | None = None  # the URL of the page after the one being read
         stopped = False
-        for change in feed:
-            if feed.pages_read != pages_seen:  # this row opens a new page, fetched from `next_link`
-                if pages_seen:  # every row of the earlier pages is read: queue them, remember where we are
-                    queued += _send(queue, _catch_up_notes(store, entity, pending, report))
-                    pending = []
-                    checkpoint = _save_catch_up(store, name, _CatchUpState(state.delta, next_link), checkpoint, now)
-                    if checkpoint is None or clock() - started > budget_seconds:
-                        stopped = True  # the next run resumes at this page (or another run owns the table)
-                        break
-                pages_seen = feed.pages_read
-                next_link = feed.next_page_link
-            pending.append(change)
+        try:
+            for change in feed:
+                if feed.pages_read != pages_seen:  # this row opens a new page, fetched from `next_link`
+                    if pages_seen:  # every row of the earlier pages is read: queue them, remember where we are
+                        queued += _send(queue, _catch_up_notes(store, entity, pending, report))
+                        pending = []
+                        resume = _CatchUpState(state.delta, next_link)
+                        checkpoint = _save_catch_up(store, name, resume, checkpoint, now)
+                        if checkpoint is None or clock() - started > budget_seconds:
+                            stopped = True  # the next run resumes at this page (or another run owns the table)
+                            break
+                    pages_seen = feed.pages_read
+                    next_link = feed.next_page_link
+                pending.append(change)
+        except SkipRecord as exc:
+            if exc.code != EXPIRED_VERSION_STAMP:
+                raise
+            # Down (or not run) for longer than Dataverse keeps change history: read the table in full again;
+            # rows whose values match their baseline are skipped, so only what changed is queued.
+            log.warning("Dataverse catch-up: %s's delta link expired; the next run reads it in full", entity.entity)
+            _save_catch_up(store, name, _CatchUpState(None, None), checkpoint, now)
+            report.details[entity.entity] = 0
+            continue
         if not stopped and pending:
             queued += _send(queue, _catch_up_notes(store, entity, pending, report))
         report.queued += queued

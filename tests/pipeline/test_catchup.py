@@ -76,3 +76,31 @@ def test_a_change_of_a_field_added_after_the_delta_link_was_made_is_caught_up(st
     assert report.details["lead"] == 1
     assert stack.drain(10)
     assert [p["region"] for p in mk.find_leads("dynamicsLeadId", lead)] == ["EMEA"]
+
+
+def test_after_dataverse_forgot_the_changes_the_catch_up_reads_the_table_in_full_again(stack: LocalStack) -> None:
+    """Down for longer than change tracking keeps history (ExpireChangeTrackingInDays, 7 by default): Dataverse
+    refuses the delta token with 0x80044352; the catch-up starts over with a full read, and only rows that differ
+    from their baseline are queued."""
+    from datetime import UTC, datetime, timedelta
+
+    assert stack.tenants is not None
+    dv, mk = stack.tenants.dataverse, stack.tenants.marketo
+    admin = stack.tenants.admin_user_id
+    ids = [dv.user_create("lead", {"lastname": f"L{i}", "emailaddress1": f"l{i}@example.com"}, user_id=admin) for i in range(3)]
+    assert stack.drain(10)
+    catch_up(stack)  # the delta link
+    assert stack.drain(10)
+    later = datetime.now(UTC) + timedelta(days=8)
+    dv._now = lambda: later  # eight days on, in Dataverse's eyes
+    dv.sender = lambda url, headers, body: 0  # and every webhook lost meanwhile
+    dv.user_update("lead", ids[1], {"lastname": "Changed"}, user_id=admin)
+    first = catch_up(stack)
+    assert first.details["lead"] == 0  # refused: the link is dropped
+    checkpoint = stack.services.store.get_checkpoint(delta_checkpoint("lead"))
+    assert checkpoint is not None
+    assert '"delta": null' in checkpoint.value
+    again = catch_up(stack)  # the full read
+    assert again.details["lead"] == 1  # the changed row only; the others match their baselines
+    assert stack.drain(10)
+    assert [p["lastName"] for p in mk.find_leads("dynamicsLeadId", ids[1])] == ["Changed"]

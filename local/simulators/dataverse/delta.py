@@ -5,11 +5,13 @@ query returns every row (paged with ``@odata.nextLink``) and, on its last page, 
 ``$deltatoken`` is ``<version>!<date>``; calling the delta link returns the rows created or changed since then
 and, last, the deleted ones as ``{"@odata.context": ".../$deletedEntity", "id": ..., "reason": "deleted"}``.
 Only ``$select`` may accompany it: ``$filter``, ``$orderby``, ``$expand`` and ``$top`` are refused. A table with
-"Track changes" off refuses the preference.
+"Track changes" off refuses the preference. A delta token older than the organisation's ``ExpireChangeTrackingInDays``
+(7 by default) is refused with ``0x80044352`` (ExpiredVersionStamp): the caller must read the table in full again.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,8 +31,12 @@ def wants_changes(request: httpx.Request, prefer: Prefer) -> bool:
     return prefer.track_changes or "$deltatoken" in request.url.params
 
 
+DELTA_STAMP_FORMAT = "%m/%d/%Y %H:%M:%S"  # the date half of a $deltatoken
+EXPIRED_VERSION_STAMP = "0x80044352"
+
+
 def delta_link(org: Organisation, base: str, table: Table, select: list[str] | None, version: int) -> str:
-    stamp = org.now().strftime("%m/%d/%Y %H:%M:%S")
+    stamp = org.now().strftime(DELTA_STAMP_FORMAT)
     query = ({"$select": ",".join(select)} if select else {}) | {"$deltatoken": f"{version}!{stamp}"}
     return f"{base}{table.entity_set}?{urlencode(query, safe=QUERY_SAFE)}"
 
@@ -53,9 +59,17 @@ def changes(org: Organisation, request: httpx.Request, table: Table, caller: Cal
     full_read = token is None and "d" not in cursor
     if token is not None:
         try:
-            since = int(token.split("!", 1)[0])
+            version, _, stamp = token.partition("!")
+            since = int(version)
+            issued = datetime.strptime(stamp, DELTA_STAMP_FORMAT).replace(tzinfo=UTC) if stamp else None
         except ValueError:
             raise errors.ApiError(400, "0x80060888", "The delta token is not valid.") from None
+        if issued is not None and org.now() - issued > timedelta(days=org.expire_change_tracking_days):
+            raise errors.ApiError(  # ErrorCodes.ExpiredVersionStamp: the history is gone, read the table again
+                400,
+                EXPIRED_VERSION_STAMP,
+                "Version stamp associated with the client has expired. Please perform a full sync.",
+            )
     else:
         since = int(cursor.get("d", 0))
     snapshot = int(cursor.get("s", org.state.version))

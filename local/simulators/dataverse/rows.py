@@ -61,6 +61,7 @@ class Organisation:
     tables: dict[str, Table]
     now: Callable[[], datetime]
     on_write: Callable[[Write], None] = lambda write: None
+    expire_change_tracking_days: float = 7  # the organisation setting ExpireChangeTrackingInDays
     state: State = field(init=False)
     lock: threading.RLock = field(init=False, default_factory=threading.RLock)
     grants: dict[str, dict[str, tuple[bool, bool, bool]]] = field(init=False, default_factory=dict)

@@ -133,6 +133,22 @@ def test_change_tracking_shapes(api: Api) -> None:
     assert delta["value"][1]["@odata.context"].endswith("/$deletedEntity")
 
 
+def test_a_delta_token_older_than_the_change_history_is_refused(api: Api) -> None:
+    """ExpireChangeTrackingInDays (7 by default): ErrorCodes.ExpiredVersionStamp, "perform a full sync"."""
+    from datetime import UTC, datetime, timedelta
+
+    api.sim.seed("account", {"name": "Monte Orton"})
+    link = api.get("accounts?$select=name", Prefer="odata.track-changes").json()["@odata.deltaLink"]
+    assert api.get(link).status_code == 200
+    later = datetime.now(UTC) + timedelta(days=7, minutes=1)
+    api.sim._now = lambda: later
+    response = api.get(link)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "0x80044352"
+    assert error["message"] == "Version stamp associated with the client has expired. Please perform a full sync."
+
+
 def test_change_tracking_rejects_filter_like_dataverse(api: Api) -> None:
     response = api.get("accounts?$select=name&$filter=name eq 'x'", Prefer="odata.track-changes")
     assert response.status_code == 400
