@@ -74,6 +74,24 @@ class LookupPart(StrEnum):
     NAME = "name"  # its display name
 
 
+class FieldFlow(StrEnum):
+    """Which way a field's values go. On a one-way entity every field goes to Marketo."""
+
+    BOTH = "both"
+    TO_MARKETO = "to_marketo"  # Dynamics -> Marketo only (as ``one_way``): a Marketo edit is overwritten
+    TO_DYNAMICS = (
+        "to_dynamics"  # Marketo-owned data (lead score, last interesting moment): a Dynamics edit is overwritten
+    )
+
+
+class FieldWinner(StrEnum):
+    """Who wins a collision on this field, overriding the entity's rule (Marketo for leads, Dynamics for contacts)."""
+
+    DYNAMICS = "dynamics"
+    MARKETO = "marketo"
+    LATEST = "latest"  # the side whose record was modified last (Dynamics ``modifiedon``, Marketo ``updatedAt``)
+
+
 class ChoiceOption(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -91,6 +109,13 @@ class FieldMapping(BaseModel):
     type: FieldType
     state: FieldState = FieldState.ACTIVE
     one_way: bool = Field(default=False, description="sync Dynamics -> Marketo only, even on a two-way entity")
+    direction: FieldFlow = Field(
+        default=FieldFlow.BOTH, description="both, to_marketo (as one_way) or to_dynamics (Marketo-owned data)"
+    )
+    winner: FieldWinner | None = Field(
+        default=None,
+        description="who wins a collision on this field: dynamics, marketo or latest (default: the entity's rule)",
+    )
     max_length: int | None = Field(default=None, ge=1, description="Marketo field length (text)")
     dynamics_max_length: int | None = Field(default=None, ge=1, description="Dataverse column MaxLength (text)")
     options: tuple[ChoiceOption, ...] = ()
@@ -116,7 +141,22 @@ class FieldMapping(BaseModel):
             raise ValueError(f"lookup_part is only for lookup fields, not {kind.value}")
         if (self.max_length or self.dynamics_max_length) and kind not in (FieldType.TEXT, FieldType.MEMO):
             raise ValueError(f"max_length is only for text fields, not {kind.value}")
+        if self.one_way and self.direction is FieldFlow.TO_DYNAMICS:
+            raise ValueError("one_way (Dynamics -> Marketo) contradicts direction to_dynamics")
+        if self.flow is FieldFlow.TO_DYNAMICS and kind is FieldType.LOOKUP:
+            raise ValueError("a lookup cannot flow to Dynamics: its value is a Dynamics record id")
+        if self.winner is not None and self.flow is not FieldFlow.BOTH:
+            raise ValueError(f"winner is for fields that sync both ways; this one flows {self.flow.value} only")
         return self
+
+    @property
+    def flow(self) -> FieldFlow:
+        """``direction``, with ``one_way`` (the older spelling) read as to_marketo."""
+        return FieldFlow.TO_MARKETO if self.one_way else self.direction
+
+    @property
+    def marketo_owned(self) -> bool:
+        return self.flow is FieldFlow.TO_DYNAMICS
 
     @property
     def selected_as(self) -> str:
@@ -126,7 +166,7 @@ class FieldMapping(BaseModel):
     @property
     def to_dynamics_allowed(self) -> bool:
         """Lookups and one-way fields never write to Dynamics."""
-        return not self.one_way and self.type is not FieldType.LOOKUP
+        return self.flow is not FieldFlow.TO_MARKETO and self.type is not FieldType.LOOKUP
 
     @cached_property
     def labels_by_value(self) -> dict[int, str]:
@@ -185,6 +225,13 @@ class EntityMapping(BaseModel):
             raise ValueError("syncs to a Marketo custom object: custom_object (its API name) is required")
         if self.rule.marketo_object is not MarketoObject.CUSTOM_OBJECT and self.custom_object is not None:
             raise ValueError(f"custom_object is only for team and custom entities, not {self.entity}")
+        if not self.rule.two_way:
+            for field in self.fields:
+                if field.marketo_owned or field.winner is not None:
+                    raise ValueError(
+                        f"field '{field.dynamics}': {self.entity} syncs Dynamics -> Marketo only, where Dynamics "
+                        "always wins: no field of it can flow to Dynamics or name a collision winner"
+                    )
         return self
 
     @cached_property
@@ -206,6 +253,11 @@ class EntityMapping(BaseModel):
     @property
     def marketo_link_field(self) -> str:
         return self.link_field or self.rule.marketo_key
+
+    @cached_property
+    def wants_modified_times(self) -> bool:
+        """A field's collisions go to the side modified last: both records' modified times must be read."""
+        return any(f.winner is FieldWinner.LATEST for f in self.live_fields)
 
     @cached_property
     def by_column(self) -> dict[str, FieldMapping]:

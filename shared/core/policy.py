@@ -6,25 +6,30 @@ the new baseline); the pipeline carries it out. The rules (``sync-rules.md``):
 * A field changed on one side only flows to the other; on a one-way entity or field only Dynamics -> Marketo,
   so a Marketo-side edit is overwritten by the Dynamics value.
 * Changed on both sides since the last sync (the baseline): Marketo wins for leads, Dynamics for contacts,
-  Dynamics always for one-way entities and fields.
+  Dynamics always for one-way entities and fields; a field may name its own winner (Dynamics, Marketo, or the
+  side whose record was modified last).
+* A Marketo-owned field (``direction: to_dynamics``: lead score, last interesting moment) flows to Dynamics only:
+  a Marketo edit always wins and a Dynamics edit is overwritten; a person created from Dynamics does not get it.
 * Both sides equal: nothing to do. When the change that woke us was the sync's own write, that is an echo.
 * Sync filter ``new_synctomkto``: explicit No keeps the record out; missing, empty or Yes syncs.
 * Deleted in Dynamics: a person gets its "deleted in Dynamics" flag; nothing is ever deleted in Marketo.
 * A Marketo person with no Dynamics record is not pushed to Dynamics (only the explicit "sync person" action).
 
-The decision depends only on the current values of both sides and the baseline, never on the notification's
-content, which is why duplicate, late and out-of-order notifications converge to the same state.
+The decision depends only on the current values of both sides and the baseline (and, for a "latest" field,
+both records' modified times), never on the notification's content, which is why duplicate, late and
+out-of-order notifications converge to the same state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final, NamedTuple, cast
 
 from shared.core.entities import MarketoObject, Side
-from shared.core.mapping import EntityMapping, FieldMapping, FieldState
+from shared.core.mapping import EntityMapping, FieldMapping, FieldState, FieldWinner
 from shared.core.values import Canonical, ConversionError, to_dynamics, to_marketo
 
 
@@ -46,6 +51,11 @@ class Reason(StrEnum):
     COLLISION_LEAD = "changed on both sides: Marketo wins for leads"
     COLLISION_CONTACT = "changed on both sides: Dynamics wins for contacts"
     COLLISION_ONE_WAY = "changed on both sides: Dynamics always wins for one-way entities and fields"
+    COLLISION_FIELD_DYNAMICS = "changed on both sides: Dynamics wins for this field (its own rule)"
+    COLLISION_FIELD_MARKETO = "changed on both sides: Marketo wins for this field (its own rule)"
+    COLLISION_LATEST = "changed on both sides: the side modified last wins for this field (its own rule)"
+    MARKETO_OWNED = "Marketo owns this field: its value is copied to Dynamics"
+    MARKETO_OWNED_RESTORE = "changed in Dynamics, but Marketo owns this field: the Marketo value is restored"
     FIRST_SYNC_FILL = "first sync of this field: only one side has a value"
     FIRST_SYNC_ONE_WAY = "first sync of this field: the Dynamics value is copied to Marketo"
     QUICK_SYNC = "Quick Sync: the new field is refreshed from Dynamics"
@@ -105,6 +115,16 @@ class RecordState:
     sync_filter: bool | None = None  # the Dynamics record's new_synctomkto value
     trigger: Trigger | None = None
     linked: bool | None = None  # known link state; None: linked when there is a baseline
+    dynamics_modified: datetime | None = None  # the record's modifiedon (a "latest" field's collisions)
+    marketo_modified: datetime | None = None  # the person's updatedAt
+
+    @property
+    def modified_last(self) -> Side | None:
+        """The side whose record changed last, when both times are known and differ."""
+        d, m = self.dynamics_modified, self.marketo_modified
+        if d is None or m is None or d == m:
+            return None
+        return Side.DYNAMICS if d > m else Side.MARKETO
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,8 +252,8 @@ def _create(mapping: EntityMapping, dynamics: Mapping[str, Canonical | Conversio
     baseline: dict[str, Canonical] = {}
     for f in mapping.live_fields:
         value = dynamics.get(f.dynamics, _MISSING)
-        if value is _MISSING:
-            continue
+        if value is _MISSING or f.marketo_owned:
+            continue  # not read, or Marketo's own data: the new person keeps what Marketo gives it
         if type(value) is ConversionError:
             decisions.append(FieldDecision(f.dynamics, Action.ERROR, Reason.CONVERSION_FAILED, error=value))
             continue
@@ -250,6 +270,9 @@ class _FieldPlan(NamedTuple):
     field: FieldMapping
     column: str
     two_way: bool
+    owned: bool  # Marketo-owned: flows to Dynamics only
+    winner: Side | None  # the field's own collision winner
+    latest: bool  # the side modified last wins its collisions
     quick_sync: bool
     in_sync: FieldDecision
     echo: FieldDecision
@@ -257,6 +280,7 @@ class _FieldPlan(NamedTuple):
 
 
 _PLANS: dict[int, tuple[EntityMapping, tuple[_FieldPlan, ...], tuple[FieldDecision, ...]]] = {}
+_WINNERS: dict[FieldWinner | None, Side] = {FieldWinner.DYNAMICS: Side.DYNAMICS, FieldWinner.MARKETO: Side.MARKETO}
 
 
 def _plan(mapping: EntityMapping) -> tuple[tuple[_FieldPlan, ...], tuple[FieldDecision, ...]]:
@@ -270,6 +294,9 @@ def _plan(mapping: EntityMapping) -> tuple[tuple[_FieldPlan, ...], tuple[FieldDe
             f,
             f.dynamics,
             two_way_entity and f.to_dynamics_allowed,
+            two_way_entity and f.marketo_owned,
+            _WINNERS.get(f.winner) if two_way_entity else None,
+            two_way_entity and f.winner is FieldWinner.LATEST,
             f.state.in_quick_sync,
             FieldDecision(f.dynamics, Action.NONE, Reason.IN_SYNC),
             FieldDecision(f.dynamics, Action.NONE, Reason.ECHO),
@@ -317,7 +344,7 @@ def _reconcile(mapping: EntityMapping, state: RecordState) -> Decision:
             error = cast(ConversionError, raw_d if type(raw_d) is ConversionError else raw_m)
             append(FieldDecision(column, Action.ERROR, Reason.CONVERSION_FAILED, error=error))
             continue
-        decided = _decide_field(plan, winner, cast(Canonical, raw_d), cast(Canonical, raw_m), baseline)
+        decided = _decide_field(plan, winner, cast(Canonical, raw_d), cast(Canonical, raw_m), baseline, state)
         if decided.action is not Action.ERROR:
             new_baseline[column] = decided.value
         append(decided)
@@ -325,11 +352,43 @@ def _reconcile(mapping: EntityMapping, state: RecordState) -> Decision:
 
 
 def _decide_field(
-    plan: _FieldPlan, winner: Side, d: Canonical, m: Canonical, baseline: Mapping[str, Canonical]
+    plan: _FieldPlan, winner: Side, d: Canonical, m: Canonical, baseline: Mapping[str, Canonical], state: RecordState
 ) -> FieldDecision:
-    """One field whose two sides differ."""
-    f, two_way = plan.field, plan.two_way
+    """One field whose two sides differ. Its collisions go to the field's own winner when it names one (or, for
+    "latest", to the side modified last when both times are known), else to the entity's."""
     b = baseline.get(plan.column, _MISSING)
+    if plan.owned:
+        return _owned(plan.field, d, m, b)
+    if plan.winner is not None:
+        return _decide_two_way(plan, plan.winner, d, m, b, _FIELD_RULE)
+    last = state.modified_last if plan.latest else None
+    if last is not None:
+        return _decide_two_way(plan, last, d, m, b, _LATEST)
+    return _decide_two_way(plan, winner, d, m, b, _ENTITY_RULE)
+
+
+_ENTITY_RULE, _FIELD_RULE, _LATEST = "entity", "field", "latest"
+_COLLISION_REASONS = {
+    (_ENTITY_RULE, Side.MARKETO): Reason.COLLISION_LEAD,
+    (_ENTITY_RULE, Side.DYNAMICS): Reason.COLLISION_CONTACT,
+    (_FIELD_RULE, Side.MARKETO): Reason.COLLISION_FIELD_MARKETO,
+    (_FIELD_RULE, Side.DYNAMICS): Reason.COLLISION_FIELD_DYNAMICS,
+    (_LATEST, Side.MARKETO): Reason.COLLISION_LATEST,
+    (_LATEST, Side.DYNAMICS): Reason.COLLISION_LATEST,
+}
+
+
+def _owned(f: FieldMapping, d: Canonical, m: Canonical, b: object) -> FieldDecision:
+    """A Marketo-owned field whose sides differ: Dynamics follows Marketo, whoever changed."""
+    if b is not _MISSING and m == b and type(m) is type(b):
+        return _write_dynamics(f, m, Reason.MARKETO_OWNED_RESTORE)  # only Dynamics changed: restored
+    decided = _write_dynamics(f, m, Reason.MARKETO_OWNED)
+    both = b is not _MISSING and not (d == b and type(d) is type(b))
+    return decided._replace(winner=Side.MARKETO) if both and decided.action is not Action.ERROR else decided
+
+
+def _decide_two_way(plan: _FieldPlan, winner: Side, d: Canonical, m: Canonical, b: object, rule: str) -> FieldDecision:
+    f, two_way = plan.field, plan.two_way
     if b is _MISSING:
         if plan.quick_sync:
             return _write_marketo(f, d, Reason.QUICK_SYNC)
@@ -339,7 +398,7 @@ def _decide_field(
             return _write_dynamics(f, m, Reason.FIRST_SYNC_FILL)
         if m is None:
             return _write_marketo(f, d, Reason.FIRST_SYNC_FILL)
-        return _collide(f, winner, two_way, d, m)
+        return _collide(f, winner, two_way, d, m, rule)
     d_changed = d != b or type(d) is not type(b)
     m_changed = m != b or type(m) is not type(b)
     if d_changed and not m_changed:
@@ -348,17 +407,15 @@ def _decide_field(
         if two_way:
             return _write_dynamics(f, m, Reason.CHANGED_IN_MARKETO)
         return _write_marketo(f, d, Reason.ONE_WAY_OVERWRITE)
-    return _collide(f, winner, two_way, d, m)
+    return _collide(f, winner, two_way, d, m, rule)
 
 
-def _collide(f: FieldMapping, winner: Side, two_way: bool, d: Canonical, m: Canonical) -> FieldDecision:
+def _collide(f: FieldMapping, winner: Side, two_way: bool, d: Canonical, m: Canonical, rule: str) -> FieldDecision:
     if not two_way:
         decided = _write_marketo(f, d, Reason.COLLISION_ONE_WAY)
         return decided._replace(winner=Side.DYNAMICS) if decided.action is not Action.ERROR else decided
-    if winner is Side.MARKETO:
-        decided = _write_dynamics(f, m, Reason.COLLISION_LEAD)
-    else:
-        decided = _write_marketo(f, d, Reason.COLLISION_CONTACT)
+    reason = _COLLISION_REASONS[(rule, winner)]
+    decided = _write_dynamics(f, m, reason) if winner is Side.MARKETO else _write_marketo(f, d, reason)
     return decided._replace(winner=winner) if decided.action is not Action.ERROR else decided
 
 

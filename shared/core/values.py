@@ -401,3 +401,17 @@ def read_marketo_record(
     not returned, the value is implied to be null"), so a missing field reads as null.
     """
     return {f.dynamics: from_marketo(f, record.get(f.marketo)) for f in fields}
+
+
+def modified_time(value: object) -> datetime | None:
+    """A record's modified time as either side sends it (Dataverse ``modifiedon``, Marketo ``updatedAt``: ISO 8601
+    with a ``Z`` or an offset, or a datetime already), in UTC; None when absent or unreadable."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

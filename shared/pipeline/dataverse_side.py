@@ -21,6 +21,8 @@ def dataverse_select(mapping: EntityMapping) -> list[str]:
         names.append("_parentcontactid_value")  # its primary contact becomes a Marketo opportunity role
     if mapping.entity == "lead":
         names.append("statecode")  # a qualified lead has handed its person over to its contact
+    if mapping.wants_modified_times:
+        names.append("modifiedon")  # a "latest" field's collisions go to the side modified last
     return list(dict.fromkeys(names))
 
 

@@ -36,7 +36,8 @@ MARKETO_DATA_TYPES: dict[FieldType, str] = {
 
 def person_fields(mapping: EntityMapping) -> list[str]:
     """Marketo fields to read for a person: the mapped ones, its id, the link field and email (for matching)."""
-    return list(dict.fromkeys(["id", "email", mapping.marketo_link_field, *mapping.marketo_fields()]))
+    extra = ["updatedAt"] if mapping.wants_modified_times else []  # a "latest" field: the side modified last wins
+    return list(dict.fromkeys(["id", "email", mapping.marketo_link_field, *mapping.marketo_fields(), *extra]))
 
 
 def marketo_body(mapping: EntityMapping, decision: Decision) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 from shared.core.intent import intents, settled_baseline
 from shared.core.mapping import DELETED_FLAG_FIELD, EntityMapping
 from shared.core.policy import Decision, RecordAction, RecordState, decide
-from shared.core.values import read_dynamics_record, read_marketo_record
+from shared.core.values import modified_time, read_dynamics_record, read_marketo_record
 from shared.dataverse.client import RecordUpdate
 from shared.errors import Conflict, MissingField, SkipRecord
 from shared.pipeline import marketo_side
@@ -185,6 +185,8 @@ def _decide(batch: Batch, group: PersonGroup, persons: Mapping[str, dict[str, An
             dynamics=dynamics,
             marketo=marketo,
             baseline=baseline,
+            dynamics_modified=modified_time(record.values.get("modifiedon")) if mapping.wants_modified_times else None,
+            marketo_modified=modified_time((person or {}).get("updatedAt")) if mapping.wants_modified_times else None,
             sync_filter=sync_filter_flag(record, mapping),
             trigger=target.trigger,
         )
