@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     quick_sync_page_size: int = Field(
         default=5000, ge=1, le=5000, validation_alias=AliasChoices("QUICK_SYNC_PAGE_SIZE")
     )
+    quick_sync_bulk_min: int = Field(default=1000, ge=0, validation_alias=AliasChoices("QUICK_SYNC_BULK_MIN"))
     pause_recheck_seconds: float = Field(default=30.0, gt=0, validation_alias=AliasChoices("PAUSE_RECHECK_SECONDS"))
 
     # --- Durability: pending marks, the sweep and the circuits (docs/durability.md) -------------------------

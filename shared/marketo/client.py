@@ -243,6 +243,10 @@ class MarketoClient:
         answer = self._caller.call("GET", f"/bulk/v1/leads/batch/{batch_id}.json", what="import status")
         return ImportStatus.from_result(answer.payload["result"][0])
 
+    def wait(self, seconds: float) -> None:
+        """Wait on the client's own clock (what its retries and rate limiter wait on; tests inject it)."""
+        self._sleep(seconds)
+
     def wait_for_import(self, batch_id: int, *, poll_interval: float = 5.0, timeout: float = 3600.0) -> ImportStatus:
         deadline = self._clock() + timeout
         while True:

@@ -168,6 +168,35 @@ class StateStore:
                 saved[key] = replace(link, dynamics_id=key, etag=etags[key])
         return saved, conflicts
 
+    def save_baselines(self, entity: str, links: Sequence[Link]) -> tuple[dict[str, Link], set[str]]:
+        """Replace existing links of one entity on their ETags, in batch transactions of up to
+        :data:`BATCH_LIMIT` (a backfill's new baselines: the Marketo ids do not change, so the index is left
+        alone). A chunk that meets a moved row is retried row by row, still without the index. Returns the saved
+        links by Dynamics id, and the ids whose row had changed meanwhile (not saved: left to the caller)."""
+        saved: dict[str, Link] = {}
+        conflicts: set[str] = set()
+        for start in range(0, len(links), BATCH_LIMIT):
+            chunk = links[start : start + BATCH_LIMIT]
+            docs = {link.dynamics_id.lower(): self._link_doc(link, link.synced_at or _now()) for link in chunk}
+            writes = [
+                Write("replace", link.dynamics_id.lower(), docs[link.dynamics_id.lower()], link.etag) for link in chunk
+            ]
+            try:
+                etags: Mapping[str, str | None] = self.rows.write_many(LINKS, entity, writes)
+            except Conflict:  # the chunk changed nothing: find the rows that moved one by one
+                etags = {}
+                for link in chunk:
+                    key = link.dynamics_id.lower()
+                    try:
+                        etags[key] = self.rows.replace(LINKS, entity, key, docs[key], str(link.etag))
+                    except Conflict:
+                        conflicts.add(key)
+            for link in chunk:
+                key = link.dynamics_id.lower()
+                if key in etags:
+                    saved[key] = replace(link, dynamics_id=key, etag=etags[key])
+        return saved, conflicts
+
     def save_link(self, link: Link) -> Link:
         """Create (``etag`` None) or conditionally replace a link; keeps the Marketo-id index in step."""
         synced_at = link.synced_at or _now()

@@ -87,7 +87,10 @@ def test_after_dataverse_forgot_the_changes_the_catch_up_reads_the_table_in_full
     assert stack.tenants is not None
     dv, mk = stack.tenants.dataverse, stack.tenants.marketo
     admin = stack.tenants.admin_user_id
-    ids = [dv.user_create("lead", {"lastname": f"L{i}", "emailaddress1": f"l{i}@example.com"}, user_id=admin) for i in range(3)]
+    ids = [
+        dv.user_create("lead", {"lastname": f"L{i}", "emailaddress1": f"l{i}@example.com"}, user_id=admin)
+        for i in range(3)
+    ]
     assert stack.drain(10)
     catch_up(stack)  # the delta link
     assert stack.drain(10)

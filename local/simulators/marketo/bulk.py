@@ -130,6 +130,7 @@ class ImportQueue:
             if warning:
                 job.warnings.append((row, warning))
         job.status = "Complete"
+        job.rows = []  # imported: only the failed and warned rows are kept, for their files
         failed = len(job.failures)
         job.message = (
             f"Import completed with errors, {job.processed} records imported ({job.processed} members), {failed} failed"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import bisect
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -71,6 +72,8 @@ class LeadStore:
     activities: list[dict[str, Any]] = field(default_factory=list)
     notes: list[LeadChangeNote] = field(default_factory=list)
     _times: list[float] = field(default_factory=list)
+    _index: dict[str, dict[Any, set[int]]] = field(default_factory=dict)  # field -> match key -> lead ids
+    _indexed: dict[int, dict[str, Any]] | None = None  # the leads dict the index was built over
     _next_lead: int = 1
     _next_field: int = 10_001
 
@@ -145,7 +148,7 @@ class LeadStore:
                 wanted.add(_match_key(coerce(definition, value)))
             except InvalidValue:
                 continue
-        matches = [lead for _, lead in sorted(self.leads.items()) if _match_key(lead.get(filter_type)) in wanted]
+        matches = [self.leads[i] for i in sorted({i for key in wanted for i in self._matching(filter_type, key)})]
         if len(matches) > 1000:
             raise ApiError("1003", "Too many results match the filter")
         offset = decode_token(token, "leads") if token else 0
@@ -184,7 +187,7 @@ class LeadStore:
         if action == "createDuplicate":
             return {"id": self._create(values, source), "status": "created"}
         key = values.get(lookup.name)
-        matches = [] if key is None else [i for i, lead in self.leads.items() if _same(lead.get(lookup.name), key)]
+        matches = [] if key is None else sorted(self._matching(lookup.name, key))
         if action == "createOnly":
             if matches:
                 return skipped("1005")
@@ -206,6 +209,7 @@ class LeadStore:
         lead = {name: value for name, value in values.items() if value is not None and not self.fields[name].read_only}
         lead.update(id=lead_id, createdAt=iso_z(now), updatedAt=iso_z(now))
         self.leads[lead_id] = lead
+        self._reindex(lead_id, {k: (v, None) for k, v in lead.items()})
         name = " ".join(str(lead[k]) for k in ("firstName", "lastName") if lead.get(k))
         self._record(
             lead_id,
@@ -244,6 +248,7 @@ class LeadStore:
                 ],
             )
         if changes:
+            self._reindex(lead_id, changes)
             lead["updatedAt"] = iso_z(self.now())
             self.notes.append(LeadChangeNote(lead_id, lead.get("email"), changes, source, created=False))
 
@@ -261,10 +266,45 @@ class LeadStore:
             if lead is None:
                 results.append(skipped("1004", id=raw))
                 continue
+            self._reindex(lead["id"], {k: (None, v) for k, v in lead.items()})
             name = " ".join(str(lead[k]) for k in ("firstName", "lastName") if lead.get(k))
             self._record(lead["id"], DELETE_LEAD, fields=None, attributes=[], primary=(lead["id"], name))
             results.append({"id": lead["id"], "status": "deleted"})
         return results
+
+    # --- the lookup index: a match costs the same at any table size -----------------------------------------
+
+    def _matching(self, name: str, key: Any) -> set[int]:
+        """Ids of the leads whose ``name`` matches ``key`` as a lookup or filter compares (case-insensitive)."""
+        if name == "id":
+            lead = self.leads.get(key) if isinstance(key, int) else None
+            return {key} if lead is not None and _same(lead.get("id"), key) else set()
+        index = self._field_index(name)
+        try:
+            return set(index.get(_match_key(key), ()))
+        except TypeError:  # an unhashable value: match the slow way
+            return {i for i, lead in self.leads.items() if _same(lead.get(name), key)}
+
+    def _field_index(self, name: str) -> dict[Any, set[int]]:
+        if self._indexed is not self.leads:  # first use, or the leads were replaced (a restored state)
+            self._index, self._indexed = {}, self.leads
+        index = self._index.get(name)
+        if index is None:
+            index = self._index[name] = {}
+            for lead_id, lead in self.leads.items():
+                _index_add(index, lead.get(name), lead_id)
+        return index
+
+    def _reindex(self, lead_id: int, changes: Mapping[str, tuple[Any, Any]]) -> None:
+        if self._indexed is not self.leads:
+            self._index, self._indexed = {}, self.leads
+            return
+        for name, (new, old) in changes.items():
+            index = self._index.get(name)
+            if index is None:
+                continue
+            _index_remove(index, old, lead_id)
+            _index_add(index, new, lead_id)
 
     # --- activity feeds ------------------------------------------------------------------------------------
 
@@ -337,6 +377,26 @@ class LeadStore:
                 continue
             items.append(dict(activity))
         return items, encode_token("act", index), index < len(self.activities)
+
+
+def _index_add(index: dict[Any, set[int]], value: Any, lead_id: int) -> None:
+    if value is None:
+        return
+    with suppress(TypeError):  # unhashable values are matched by a scan
+        index.setdefault(_match_key(value), set()).add(lead_id)
+
+
+def _index_remove(index: dict[Any, set[int]], value: Any, lead_id: int) -> None:
+    if value is None:
+        return
+    try:
+        ids = index.get(_match_key(value))
+    except TypeError:
+        return
+    if ids is not None:
+        ids.discard(lead_id)
+        if not ids:
+            del index[_match_key(value)]
 
 
 def _match_key(value: Any) -> Any:

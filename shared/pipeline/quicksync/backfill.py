@@ -5,28 +5,43 @@ their link field), nulls included; then the column's baseline is saved on each l
 live sync in between is re-read with its Dynamics record and pushed once more (up to :data:`SETTLE_ROUNDS`), so
 the value the live sync settled cannot be overwritten by the older one read here; if it keeps moving, the record
 is left to the live sync. Record-level failures become sync errors; a whole call that fails raises.
+
+Persons in pages of more than ``bulk_min`` records go through Marketo's bulk lead import instead of 300-record
+sync calls (:mod:`.bulk`): the job's pages are gathered into a group of up to :data:`GROUP_MAX_RECORDS` records
+whose CSV files (``id`` and the field, each under 10 MB) are imported with ``lookupField=id``, so only existing
+persons are updated. The job's ``next_link`` stays at the group's first page until every baseline of the group is
+saved; a resumed run reads the same pages again, polls the batches its checkpoint holds, and submits only the
+files not submitted yet. If the rebuilt files differ from the submitted ones (a record changed meanwhile), the
+open batches are let finish and the group's current values are written the ordinary way. Baselines are saved in
+batch transactions (:meth:`StateStore.save_baselines`), never a write per record.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from shared.core.mapping import SYNC_FILTER_COLUMN, EntityMapping, FieldMapping
 from shared.core.values import ConversionError, from_dynamics, to_marketo
 from shared.dataverse.client import DataverseClient
 from shared.dataverse.records import Record
-from shared.errors import Conflict
+from shared.marketo.bulk import DEFAULT_FILE_BYTES, import_files
 from shared.marketo.client import MarketoClient
 from shared.marketo.models import RecordOutcome
 from shared.pipeline import marketo_side
 from shared.pipeline.dataverse_side import sync_filter_flag
+from shared.pipeline.quicksync.bulk import Importer, digest
 from shared.pipeline.quicksync.jobs import QuickSyncJob
 from shared.pipeline.sync_errors import marketo_error, sync_error
 from shared.store.base import StateStore
-from shared.store.model import TO_MARKETO, SyncErrorRecord
+from shared.store.model import TO_MARKETO, Link, SyncErrorRecord
 
 SETTLE_ROUNDS = 2  # re-pushes of records whose link the live sync saved while this page was in flight
+GROUP_MAX_RECORDS = 200_000  # records of one bulk group: bounds memory, and the time one run holds the group
+
+Row = tuple[Link, Any, Any]  # the link, the canonical value (its new baseline), the Marketo wire value
 
 
 @dataclass(slots=True)
@@ -38,6 +53,8 @@ class PageOutcome:
     failed: int = 0
     conflicts: list[str] = field(default_factory=list)  # left to the live sync once the settle rounds are spent
     next_link: str | None = None  # None: that was the last page
+    pages: int = 1  # Dataverse pages this outcome covers (a bulk group holds many)
+    waiting: bool = False  # bulk imports still open when the time budget ran out: nothing moved, resume later
 
 
 def range_filter(modified_from: str | None, modified_to: str | None) -> str | None:
@@ -49,6 +66,14 @@ def range_filter(modified_from: str | None, modified_to: str | None) -> str | No
     return " and ".join(parts) or None
 
 
+def _no_checkpoint(job: QuickSyncJob) -> None:
+    return None
+
+
+def _never_out_of_time() -> bool:
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class Backfill:
     """One field's refresh, page by page."""
@@ -58,11 +83,25 @@ class Backfill:
     marketo: MarketoClient
     entity: EntityMapping
     field: FieldMapping
+    bulk_min: int = 1000  # persons: pages of more records than this go through bulk import
+    checkpoint: Callable[[QuickSyncJob], object] = _no_checkpoint  # saves the job (on its ETag)
+    out_of_time: Callable[[], bool] = _never_out_of_time
+    max_file_bytes: int = DEFAULT_FILE_BYTES
+    group_max_records: int = GROUP_MAX_RECORDS
 
     def page(self, job: QuickSyncJob, page_size: int, moment: datetime) -> PageOutcome:
-        """The job's next page (the first from the query, the next ones from its saved ``@odata.nextLink``)."""
-        records, next_link = self._fetch(job, page_size)
-        outcome = self._push(records, moment)
+        """The job's next page (the first from the query, the next ones from its saved ``@odata.nextLink``); for
+        persons through bulk import, the next group of pages."""
+        if job.import_batches and not self._importer(job).finish_open():
+            return PageOutcome(pages=0, waiting=True)  # still importing: the pages are not read again meanwhile
+        records, next_link = self._fetch(job, page_size, job.next_link)
+        if self.entity.rule.two_way and (job.import_pages or len(records) > self.bulk_min):
+            outcome = self._bulk(job, records, next_link, page_size, moment)
+            if outcome.waiting:
+                return outcome
+        else:
+            outcome = self._push(records, moment)
+            outcome.read, outcome.next_link = len(records), next_link
         for _ in range(SETTLE_ROUNDS):
             if not outcome.conflicts:
                 break
@@ -72,7 +111,6 @@ class Backfill:
             outcome.unlinked += retried.unlinked + len(set(outcome.conflicts) - set(again))  # deleted meanwhile
             outcome.failed += retried.failed
             outcome.conflicts = retried.conflicts
-        outcome.read, outcome.next_link = len(records), next_link
         return outcome
 
     @property
@@ -81,22 +119,84 @@ class Backfill:
         extra = [SYNC_FILTER_COLUMN] if self.entity.sync_filter else []
         return [self.entity.id_column, self.field.selected_as, *extra]
 
-    def _fetch(self, job: QuickSyncJob, page_size: int) -> tuple[list[Record], str | None]:
+    def _fetch(self, job: QuickSyncJob, page_size: int, link: str | None) -> tuple[list[Record], str | None]:
         return self.dataverse.query_page(
             self.entity.entity,
             select=self._select,
             filter=range_filter(job.modified_from, job.modified_to),
             page_size=page_size,
-            next_link=job.next_link,
+            next_link=link,
         )
+
+    def _bulk(
+        self, job: QuickSyncJob, records: list[Record], next_link: str | None, page_size: int, moment: datetime
+    ) -> PageOutcome:
+        """A group of pages through bulk import: the first page given, more read while the group has room (on a
+        resume: exactly the pages the checkpoint says its files were built from)."""
+        outcome = PageOutcome()
+        resuming = job.import_pages > 0
+        rows = self._eligible(records, outcome, moment)
+        pages, read = 1, len(records)
+        while next_link and (
+            pages < job.import_pages if resuming else len(rows) < self.group_max_records and not self.out_of_time()
+        ):
+            more, next_link = self._fetch(job, page_size, next_link)
+            pages, read = pages + 1, read + len(more)
+            rows += self._eligible(more, outcome, moment)
+        outcome.read, outcome.next_link, outcome.pages = read, next_link, pages
+        f = self.field
+        bodies = [{"id": int(str(link.marketo_id)), f.marketo: wire} for link, _, wire in rows]
+        files = import_files(bodies, columns=["id", f.marketo], max_bytes=self.max_file_bytes) if bodies else []
+        stamp = digest(files)
+        importer = self._importer(job)
+        if resuming and job.import_digest != stamp:
+            # The pages changed since their files were submitted: let those imports finish (they would overwrite
+            # a newer write), then write the current values the ordinary way.
+            if not importer.finish_open():
+                outcome.waiting = True
+                return outcome
+            importer.clear()
+            self._write(rows, outcome, moment)
+            return outcome
+        if not files:
+            return outcome
+        if not resuming:
+            job.import_pages, job.import_batches, job.import_digest = pages, [], stamp
+            self.checkpoint(job)
+        result = importer.run(files)
+        if result is None:
+            outcome.waiting = True
+            return outcome
+        imported: list[tuple[Link, Any]] = []
+        for link, canonical, _ in rows:
+            marketo_id = str(link.marketo_id)
+            problem = result.failed.get(marketo_id) or result.warned.get(marketo_id)
+            if problem is None:
+                imported.append((link, canonical))
+                continue
+            code = "bulk-import-failed" if marketo_id in result.failed else "bulk-import-warning"
+            self._error(
+                sync_error(self.entity.entity, link.dynamics_id, "quick_sync", TO_MARKETO, code, problem, at=moment)
+            )
+            outcome.failed += 1
+        self._save(imported, outcome)
+        return outcome
+
+    def _importer(self, job: QuickSyncJob) -> Importer:
+        return Importer(self.marketo, job, self.checkpoint, self.out_of_time)
 
     def _push(self, records: list[Record], moment: datetime) -> PageOutcome:
         """Write the column's value of every linked record to Marketo, then its baseline."""
-        entity, f = self.entity, self.field
         outcome = PageOutcome()
+        self._write(self._eligible(records, outcome, moment), outcome, moment)
+        return outcome
+
+    def _eligible(self, records: list[Record], outcome: PageOutcome, moment: datetime) -> list[Row]:
+        """The linked records the sync filter lets through, with their values; the rest counted in ``outcome``."""
+        entity, f = self.entity, self.field
         persons = entity.rule.two_way
         links = self.store.get_links(entity.entity, [r.id for r in records])
-        pending = []
+        rows: list[Row] = []
         for record in records:
             link = links.get(record.id)
             if link is None or link.deleted_in_dynamics or link.followed_by or (persons and not link.marketo_id):
@@ -113,29 +213,33 @@ class Backfill:
                 self._error(error)
                 outcome.failed += 1
                 continue
-            if persons:
-                body = {"id": int(str(link.marketo_id)), f.marketo: wire}
-            else:
-                body = {entity.marketo_link_field: record.id, f.marketo: wire}
-            pending.append((link, canonical, body))
-        bodies = [body for _, _, body in pending]
-        results: list[RecordOutcome] = (
-            marketo_side.update_persons(self.marketo, bodies)
-            if persons
-            else marketo_side.upsert_objects(self.marketo, entity, bodies)
-        )
-        for (link, canonical, _), result in zip(pending, results, strict=True):
+            rows.append((link, canonical, wire))
+        return rows
+
+    def _write(self, rows: list[Row], outcome: PageOutcome, moment: datetime) -> None:
+        """Sync calls of up to 300 records (persons by Marketo id, objects on their link field), then baselines."""
+        entity, f = self.entity, self.field
+        if entity.rule.two_way:
+            bodies = [{"id": int(str(link.marketo_id)), f.marketo: wire} for link, _, wire in rows]
+            results: list[RecordOutcome] = marketo_side.update_persons(self.marketo, bodies)
+        else:
+            bodies = [{entity.marketo_link_field: link.dynamics_id, f.marketo: wire} for link, _, wire in rows]
+            results = marketo_side.upsert_objects(self.marketo, entity, bodies)
+        written: list[tuple[Link, Any]] = []
+        for (link, canonical, _), result in zip(rows, results, strict=True):
             if not result.ok:
                 self._error(marketo_error(entity.entity, link.dynamics_id, "quick_sync", result, at=moment))
                 outcome.failed += 1
                 continue
-            try:
-                self.store.save_link(replace(link, baseline={**link.baseline, f.dynamics: canonical}))
-            except Conflict:
-                outcome.conflicts.append(link.dynamics_id)
-                continue
-            outcome.done += 1
-        return outcome
+            written.append((link, canonical))
+        self._save(written, outcome)
+
+    def _save(self, written: list[tuple[Link, Any]], outcome: PageOutcome) -> None:
+        """The new baselines, in batch transactions on the links' ETags; a link saved meanwhile is a conflict."""
+        links = [replace(link, baseline={**link.baseline, self.field.dynamics: value}) for link, value in written]
+        saved, conflicts = self.store.save_baselines(self.entity.entity, links)
+        outcome.done += len(saved)
+        outcome.conflicts += [link.dynamics_id for link in links if link.dynamics_id.lower() in conflicts]
 
     def _error(self, error: SyncErrorRecord) -> None:
         """Recorded as met by this Quick Sync, on its field."""

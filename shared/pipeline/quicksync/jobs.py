@@ -1,7 +1,8 @@
 """Quick Sync jobs and their rows in the state store.
 
 One job per added field lives in the state store as a checkpoint named ``quicksync:<job id>``: its state, the
-optional ``modifiedon`` range, progress counters and the Dataverse ``@odata.nextLink`` to resume from. Every
+optional ``modifiedon`` range, progress counters, the Dataverse ``@odata.nextLink`` to resume from and the
+Marketo bulk import jobs of the pages under way (polled on resume, never submitted twice). Every
 save is conditional on the checkpoint's ETag (:class:`Conflict` when another instance saved it first), so two
 instances never both advance one job.
 """
@@ -66,6 +67,12 @@ class QuickSyncJob:
     records_failed: int = 0
     records_left_to_live_sync: int = 0
     restarts: int = 0
+    # The bulk import under way (persons): ``import_pages`` pages from ``next_link`` make its files; the batch ids
+    # of the files submitted so far, in file order; a digest of those files. Cleared when the pages' baselines are
+    # saved, together with the move of ``next_link``.
+    import_pages: int = 0
+    import_batches: list[int] = field(default_factory=list)
+    import_digest: str | None = None
     last_error: str | None = None
     notice: str | None = None
     etag: str | None = field(default=None, compare=False)
@@ -92,6 +99,7 @@ class QuickSyncJob:
         """What the admin endpoints and the status view show (the resume link is internal)."""
         doc = self.to_doc()
         doc.pop("next_link")
+        doc.pop("import_digest")
         doc["resumable"] = self.next_link is not None
         return doc
 

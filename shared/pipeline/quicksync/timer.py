@@ -5,9 +5,10 @@ job and a run cut short (budget spent, function timeout, crash) resumes at the n
 wait. A field waiting for a Quick Sync without a job gets one. A job whose field left the mapping (or broke) is
 cancelled; so is one whose column is deleted in Dynamics while it runs, after marking the field broken as the live
 sync does (reported once, see :mod:`shared.pipeline.field_states`). Anything else that goes wrong stops the job
-where it is: a page Dynamics refuses (a stale resume link) restarts it from the first page (refreshing is
-idempotent); a transient failure, a configuration problem, or a mapping document that kept changing while a field
-state was saved ends the run with the error noted on the job, and the next run resumes.
+where it is, bulk imports under way kept in the checkpoint for the next run to poll: a page Dynamics refuses (a
+stale resume link) restarts it from the first page (refreshing is idempotent); a transient failure (an outage,
+throttling), a configuration problem, or a mapping document that kept changing while a field state was saved ends
+the run with the error noted on the job, and the next run resumes.
 """
 
 from __future__ import annotations
@@ -43,14 +44,19 @@ class RunLimits:
 
     budget_seconds: float = 480.0
     page_size: int = MAX_PAGE_SIZE
+    bulk_min: int = 1000  # persons: pages of more records than this go through Marketo bulk import
 
 
 DEFAULT_LIMITS = RunLimits()
 
 
 def run_limits(settings: Settings) -> RunLimits:
-    """``QUICK_SYNC_BUDGET_SECONDS`` / ``QUICK_SYNC_PAGE_SIZE``."""
-    return RunLimits(budget_seconds=settings.quick_sync_budget_seconds, page_size=settings.quick_sync_page_size)
+    """``QUICK_SYNC_BUDGET_SECONDS`` / ``QUICK_SYNC_PAGE_SIZE`` / ``QUICK_SYNC_BULK_MIN``."""
+    return RunLimits(
+        budget_seconds=settings.quick_sync_budget_seconds,
+        page_size=settings.quick_sync_page_size,
+        bulk_min=settings.quick_sync_bulk_min,
+    )
 
 
 @dataclass
@@ -157,7 +163,16 @@ def _work(run: _Run, job: QuickSyncJob) -> None:
     run.mapping = set_field_state(
         run.live, job.entity, job.column, FieldState.QUICK_SYNC_RUNNING, only_from=(FieldState.AWAITING_QUICK_SYNC,)
     )
-    backfill = Backfill(run.store, run.dataverse, run.marketo, entity, f)
+    backfill = Backfill(
+        run.store,
+        run.dataverse,
+        run.marketo,
+        entity,
+        f,
+        bulk_min=run.limits.bulk_min,
+        checkpoint=lambda j: save_job(run.store, j, run.now()),  # bulk imports under way, saved as submitted
+        out_of_time=run.out_of_time,
+    )
     page_size = max(1, min(job.page_size or run.limits.page_size, MAX_PAGE_SIZE))
     while not job.paged_all:
         try:
@@ -166,7 +181,11 @@ def _work(run: _Run, job: QuickSyncJob) -> None:
             if _column_gone(run, job, entity, exc):
                 return
             raise
-        job.pages += 1
+        if outcome.waiting:  # bulk imports still running: their batch ids are in the checkpoint
+            run.report.out_of_time = True
+            log.info("Quick Sync %s: time budget spent while Marketo imports; the next run polls them", job.id)
+            return
+        job.pages += outcome.pages
         job.records_read += outcome.read
         job.records_done += outcome.done
         job.records_unlinked += outcome.unlinked
@@ -174,7 +193,8 @@ def _work(run: _Run, job: QuickSyncJob) -> None:
         job.records_failed += outcome.failed
         job.records_left_to_live_sync += len(outcome.conflicts)
         job.next_link, job.paged_all, job.last_error = outcome.next_link, outcome.next_link is None, None
-        run.report.pages += 1
+        job.import_pages, job.import_batches, job.import_digest = 0, [], None  # the group's baselines are saved
+        run.report.pages += outcome.pages
         run.report.records += outcome.read
         counts = {"quick_sync": outcome.done, "errors": outcome.failed}
         run.store.add_counts(entity.entity, {k: v for k, v in counts.items() if v})
@@ -238,11 +258,13 @@ def _column_gone(run: _Run, job: QuickSyncJob, entity: EntityMapping, exc: Missi
 
 
 def _restart(run: _Run, job: QuickSyncJob, exc: SkipRecord) -> None:
-    """A page Dynamics refused: most likely a stale resume link, so the next run starts over from the first page
-    (a refresh is idempotent); refused on the first page, the job waits with the error noted."""
+    """A page Dynamics refused (most likely a stale resume link), or a bulk import batch Marketo no longer knows:
+    the next run starts over from the first page, bulk imports forgotten (a refresh is idempotent); refused on the
+    first page with nothing under way, the job waits with the error noted."""
     _note_error(run, job, exc)
-    if job.next_link is not None:
+    if job.next_link is not None or job.import_pages:
         job.next_link, job.restarts = None, job.restarts + 1
+        job.import_pages, job.import_batches, job.import_digest = 0, [], None  # refused too: start afresh
         _save_quietly(run, job)
 
 

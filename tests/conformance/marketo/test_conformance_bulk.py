@@ -58,3 +58,20 @@ def test_two_imports_run_at_a_time_and_the_rest_wait_in_the_queue(
     assert [mkto.get_import_lead_status(i)[0]["status"] for i in ids] == ["Importing", "Importing", "Queued"]
     clock.advance(30)
     assert [mkto.get_import_lead_status(i)[0]["status"] for i in ids] == ["Complete", "Complete", "Importing"]
+
+
+def test_an_import_on_lookup_field_id_updates_existing_persons_only(
+    mkto: MarketoClient, sim: MarketoSimulator, clock: FakeClock, tmp_path: Path
+) -> None:
+    first, second = sim.add_lead(email="one@x.com"), sim.add_lead(email="two@x.com")
+    missing = second + 1000
+    rows = f"id,firstName\n{first},Uno\n{second},Dos\n{missing},Nobody\n"
+    (job,) = mkto.import_lead("csv", csv_file(tmp_path, rows), lookupField="id")
+    clock.advance(5)
+    (status,) = mkto.get_import_lead_status(job["batchId"])
+    assert (status["status"], status["numOfLeadsProcessed"], status["numOfRowsFailed"]) == ("Complete", 2, 1)
+    failures = mkto.get_import_failure_file(job["batchId"]).splitlines()
+    assert failures[0] == "id,firstName,Import Failure Reason"
+    assert failures[1].startswith(f"{missing},Nobody,")
+    assert [sim.lead(first)["firstName"], sim.lead(second)["firstName"]] == ["Uno", "Dos"]  # type: ignore[index]
+    assert sim.lead(missing) is None, "lookupField=id never creates a person"

@@ -1,0 +1,140 @@
+"""Marketo bulk lead import for a Quick Sync of persons: CSV files of ``id`` and the field, ``lookupField=id``.
+
+Contract: the batch id of each file is saved in the job's checkpoint as soon as Marketo returns it, so a run that
+stops (a crash, an outage, the time budget) resumes by polling those batches and never submits their files again
+(only a crash in the instant between Marketo's answer and that save re-submits one file: the same values, so
+harmless). At most :data:`MAX_OPEN_JOBS` of this job's imports are open at once (Marketo processes two at a time
+per instance and queues ten); status is polled with backoff. A batch Marketo could not run at all (status
+``Failed``) stops the job: the import state is cleared so the next run builds the files again.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from shared.errors import StopSync
+from shared.marketo.client import MarketoClient
+from shared.marketo.models import ImportState, ImportStatus
+from shared.pipeline.quicksync.jobs import QuickSyncJob
+
+MAX_OPEN_JOBS = 2
+POLL_FIRST_SECONDS = 2.0
+POLL_MAX_SECONDS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """Rows Marketo did not import (``failed``) or imported with a warning (``warned``), by Marketo id."""
+
+    failed: dict[str, str]
+    warned: dict[str, str]
+
+
+def digest(files: Sequence[bytes]) -> str:
+    """What the files hold, in 32 hex digits: a resumed run knows whether it rebuilt the same files."""
+    h = hashlib.sha256()
+    for content in files:
+        h.update(len(content).to_bytes(8, "big"))
+        h.update(content)
+    return h.hexdigest()[:32]
+
+
+def report_rows(text: str) -> dict[str, str]:
+    """A failures or warnings file (the import's columns, then the reason) as reason by the row's ``id``."""
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if not header or "id" not in header:
+        return {}
+    at = header.index("id")
+    found: dict[str, str] = {}
+    for row in reader:
+        if len(row) > at and row[at].strip():
+            found[row[at].strip()] = row[-1] if len(row) == len(header) else "no reason given"
+    return found
+
+
+def file_ids(content: bytes) -> list[str]:
+    """The ``id`` of every row of an import file."""
+    reader = csv.reader(io.StringIO(content.decode("utf-8")))
+    header = next(reader, None)
+    if not header or "id" not in header:
+        return []
+    at = header.index("id")
+    return [row[at] for row in reader if len(row) > at]
+
+
+@dataclass
+class Importer:
+    """The imports of one group of pages of one job."""
+
+    marketo: MarketoClient
+    job: QuickSyncJob
+    checkpoint: Callable[[QuickSyncJob], object]
+    out_of_time: Callable[[], bool]
+    max_open: int = MAX_OPEN_JOBS
+
+    def run(self, files: Sequence[bytes]) -> ImportResult | None:
+        """Submit the files not submitted yet, poll until every batch finished, read back the reports. None: the
+        time budget ran out with imports still open (their ids are in the checkpoint)."""
+        statuses = self._poll_all(files)
+        if statuses is None:
+            return None
+        failed: dict[str, str] = {}
+        warned: dict[str, str] = {}
+        for content, status in zip(files, statuses, strict=True):
+            if status.status is not ImportState.COMPLETE:
+                self.clear()
+                raise StopSync(
+                    f"Marketo bulk import {status.batch_id} failed: {status.message or status.status}",
+                    code="bulk-import-failed",
+                )
+            if status.rows_failed:
+                named = report_rows(self.marketo.import_failures(status.batch_id))
+                if len(named) < status.rows_failed:  # rows the file does not name: none of the batch is trusted
+                    why = f"Marketo reported {status.rows_failed} failed rows in import {status.batch_id}"
+                    named = {**dict.fromkeys(file_ids(content), f"{why}, not all named"), **named}
+                failed.update(named)
+            if status.rows_with_warning:
+                warned.update(report_rows(self.marketo.import_warnings(status.batch_id)))
+        return ImportResult(failed, warned)
+
+    def finish_open(self) -> bool:
+        """Poll the batches already submitted until they finished, submitting nothing (their files are stale).
+        False: out of time first."""
+        return self._poll_all(()) is not None
+
+    def clear(self) -> None:
+        self.job.import_pages, self.job.import_batches, self.job.import_digest = 0, [], None
+        self.checkpoint(self.job)
+
+    def _poll_all(self, files: Sequence[bytes]) -> list[ImportStatus] | None:
+        batches = list(self.job.import_batches)
+        done: dict[int, ImportStatus] = {}
+        pause = POLL_FIRST_SECONDS
+        while True:
+            open_jobs = [b for b in batches if b not in done]
+            while len(batches) < len(files) and len(open_jobs) < self.max_open:
+                batch = self.marketo.submit_lead_import(
+                    files[len(batches)], lookup_field="id", file_name=f"quicksync-{len(batches)}.csv"
+                )
+                batches.append(batch)
+                open_jobs.append(batch)
+                self.job.import_batches = list(batches)
+                self.checkpoint(self.job)  # from here on, a resumed run polls this batch
+            finished = False
+            for batch in open_jobs:
+                status = self.marketo.import_status(batch)
+                if status.finished:
+                    done[batch], finished = status, True
+            if len(done) == len(batches) and len(batches) >= len(files):
+                return [done[b] for b in batches]
+            if finished and len(batches) < len(files):
+                continue  # a slot freed: submit the next file at once
+            if self.out_of_time():
+                return None
+            self.marketo.wait(pause)
+            pause = min(pause * 2, POLL_MAX_SECONDS)
