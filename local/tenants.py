@@ -214,6 +214,17 @@ class SimulatedTenants:
             DEMO_CLIENT_ID, secret=self.secrets.demo_client_secret, user_id=_user_id("demo")
         )
 
+    # --- Dana Admin, a person using Dynamics (her changes are human ones, with webhooks, not the sync's) -------
+
+    def user_create(self, entity: str, **values: Any) -> str:
+        return self.dataverse.user_create(entity, values, user_id=self.admin_user_id)
+
+    def user_update(self, entity: str, record_id: str, **values: Any) -> None:
+        self.dataverse.user_update(entity, record_id, values, user_id=self.admin_user_id)
+
+    def user_delete(self, entity: str, record_id: str) -> None:
+        self.dataverse.user_delete(entity, record_id, user_id=self.admin_user_id)
+
     def connect(
         self,
         function_base_url: str,

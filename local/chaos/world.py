@@ -103,9 +103,6 @@ class ChaosWorld:
             log.info("timer %s failed: %s: %s", job.name, type(exc).__name__, exc)
         self.activity += 1
 
-    def fire_now(self, name: str) -> None:
-        self.fire(next(job for job in self._timers() if job.name == name))
-
     # --- queues ----------------------------------------------------------------------------------------------
 
     def pump(self, limit: int = 10_000) -> int:
@@ -155,13 +152,13 @@ class ChaosWorld:
     # --- the people using both systems -------------------------------------------------------------------------
 
     def create(self, entity: str, **values: Any) -> str:
-        return self.dv.user_create(entity, values, user_id=self.tenants.admin_user_id)
+        return self.tenants.user_create(entity, **values)
 
     def update(self, entity: str, record_id: str, **values: Any) -> None:
-        self.dv.user_update(entity, record_id, values, user_id=self.tenants.admin_user_id)
+        self.tenants.user_update(entity, record_id, **values)
 
     def delete(self, entity: str, record_id: str) -> None:
-        self.dv.user_delete(entity, record_id, user_id=self.tenants.admin_user_id)
+        self.tenants.user_delete(entity, record_id)
 
     def admin_app(self) -> DataverseClient:
         """The admin's own app registration (a salesperson's tool): its changes are human ones."""
@@ -175,13 +172,6 @@ class ChaosWorld:
 
     def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
         return self.stack.host.handle_http(httpx.Request(method, f"{IN_PROCESS_HOST}/api/{path}", **kw))
-
-    def status(self) -> dict[str, Any]:
-        answer = self.call("GET", "status")
-        if answer.status_code != 200:
-            raise AssertionError(f"GET /api/status answered {answer.status_code}: {answer.text[:300]}")
-        data: dict[str, Any] = answer.json()
-        return data
 
     def persons(self, email: str) -> list[dict[str, Any]]:
         return self.mk.find_leads("email", email)

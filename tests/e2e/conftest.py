@@ -64,13 +64,13 @@ class World:
 
     # Dynamics, as a person using it
     def create(self, entity: str, **values: Any) -> str:
-        return self.dv.user_create(entity, values, user_id=self.tenants.admin_user_id)
+        return self.tenants.user_create(entity, **values)
 
     def update(self, entity: str, record_id: str, **values: Any) -> None:
-        self.dv.user_update(entity, record_id, values, user_id=self.tenants.admin_user_id)
+        self.tenants.user_update(entity, record_id, **values)
 
     def delete(self, entity: str, record_id: str) -> None:
-        self.dv.user_delete(entity, record_id, user_id=self.tenants.admin_user_id)
+        self.tenants.user_delete(entity, record_id)
 
     def row(self, entity: str, record_id: str) -> dict[str, Any]:
         found = self.dv.get(entity, record_id)

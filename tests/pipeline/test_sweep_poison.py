@@ -5,9 +5,8 @@ that ran into one) and pauses never count. Rules over a real store, on an inject
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,32 +20,14 @@ from shared.pipeline.circuit import MARKETO, Circuits, Outage
 from shared.pipeline.notification import Notification, Source, parse_notification
 from shared.pipeline.pending import MarkingQueue, PendingWork
 from shared.pipeline.sweep import SweepReport, sweep
-from shared.queueing import OutgoingMessage
 from shared.store.base import PENDING, StateStore
 from shared.store.model import TO_DYNAMICS, TO_MARKETO, ErrorStatus, SyncErrorRecord
 from shared.store.pending import PendingMarks
 from shared.store.sqlite import sqlite_store
+from tests.pipeline.test_sweep import GRACE, T0, Clock, Sent
 
-T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-GRACE = timedelta(minutes=5)
 CAP = 3
 MAPPING = Path(__file__).resolve().parents[2] / "config" / "mapping.json"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-class Sent:
-    def __init__(self) -> None:
-        self.messages: list[OutgoingMessage] = []
-
-    def send(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
-        self.messages.extend(messages)
 
 
 class World:
