@@ -5,52 +5,17 @@ addresses (any port), its own address and the names it is configured with, and r
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
-import azure.functions as func
 import httpx
 import pytest
 
-from local.broker import LocalBroker
 from local.host import LocalHost, host_name, is_loopback_name
 from local.stack import IN_PROCESS_HOST
+from tests.localhost.test_host_guards import CALLS, _fresh_calls, host, make_host
 
-CALLS: list[str] = []
-
-
-def _build_app() -> func.FunctionApp:
-    app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-
-    @app.route(route="things", methods=["GET", "POST"])
-    def things(req: func.HttpRequest) -> func.HttpResponse:
-        CALLS.append(req.method)
-        return func.HttpResponse(json.dumps({"method": req.method}), mimetype="application/json")
-
-    @app.route(route="hook", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
-    def hook(req: func.HttpRequest) -> func.HttpResponse:
-        CALLS.append(req.method)
-        return func.HttpResponse(status_code=202)
-
-    return app
-
-
-APP = _build_app()
-
-
-def make_host(**kw: Any) -> LocalHost:
-    return LocalHost(APP, LocalBroker(), env={}, run_timers=False, **kw)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_calls() -> None:
-    CALLS.clear()
-
-
-@pytest.fixture
-def host() -> LocalHost:
-    return make_host()
+__all__ = ["_fresh_calls", "host"]  # the fixtures, shared with the other guards' tests
 
 
 def call(host: LocalHost, method: str, path: str, host_header: str | None = None, **kw: Any) -> httpx.Response:
