@@ -142,36 +142,10 @@ class StateStore:
             doc["intent"] = link.intent
         return doc
 
-    def save_intents(self, entity: str, links: Sequence[Link]) -> tuple[dict[str, Link], set[str]]:
-        """Replace existing links of one entity on their ETags, in batch transactions (their Marketo ids do not
-        change, so the index is left alone). Returns the saved links by Dynamics id, and the ids whose row had
-        changed meanwhile (not saved)."""
-        saved: dict[str, Link] = {}
-        conflicts: set[str] = set()
-        for start in range(0, len(links), BATCH_LIMIT):
-            chunk = links[start : start + BATCH_LIMIT]
-            writes = [
-                Write("replace", link.dynamics_id.lower(), self._link_doc(link, link.synced_at or _now()), link.etag)
-                for link in chunk
-            ]
-            try:
-                etags = self.rows.write_many(LINKS, entity, writes)
-            except Conflict:  # the chunk changed nothing: find the rows that moved one by one
-                for link in chunk:
-                    try:
-                        saved[link.dynamics_id.lower()] = self.save_link(link)
-                    except Conflict:
-                        conflicts.add(link.dynamics_id.lower())
-                continue
-            for link in chunk:
-                key = link.dynamics_id.lower()
-                saved[key] = replace(link, dynamics_id=key, etag=etags[key])
-        return saved, conflicts
-
-    def save_baselines(self, entity: str, links: Sequence[Link]) -> tuple[dict[str, Link], set[str]]:
+    def replace_links(self, entity: str, links: Sequence[Link]) -> tuple[dict[str, Link], set[str]]:
         """Replace existing links of one entity on their ETags, in batch transactions of up to
-        :data:`BATCH_LIMIT` (a backfill's new baselines: the Marketo ids do not change, so the index is left
-        alone). A chunk that meets a moved row is retried row by row, still without the index. Returns the saved
+        :data:`BATCH_LIMIT` (a backfill's new baselines, a reconcile's write intents: the Marketo ids do not
+        change, so the index is left alone). A chunk that meets a moved row is retried row by row, still without the index. Returns the saved
         links by Dynamics id, and the ids whose row had changed meanwhile (not saved: left to the caller)."""
         saved: dict[str, Link] = {}
         conflicts: set[str] = set()
@@ -351,8 +325,9 @@ class StateStore:
             row = self.rows.get(ERRORS, "error", error_id)
             if row is None:
                 return None
-            record = replace(_error(row), status=status)
-            if record == _error(row):
+            current = _error(row)
+            record = replace(current, status=status)
+            if record == current:
                 return record  # already so: nothing to write
             try:
                 self.rows.replace(ERRORS, "error", error_id, _error_doc(record), row.etag)

@@ -19,7 +19,7 @@ def test_baselines_of_many_links_go_in_transactions_and_leave_the_index_alone(st
     index_before = {r.rk: r.etag for r in store.rows.query(MARKETO_INDEX, "person")}
     changed = [replace(link, baseline={**link.baseline, "new_tier": f"T{i}"}) for i, link in enumerate(links)]
 
-    saved, conflicts = store.save_baselines("contact", changed)
+    saved, conflicts = store.replace_links("contact", changed)
 
     assert conflicts == set()
     assert sorted(saved) == [link.dynamics_id for link in links]
@@ -37,7 +37,7 @@ def test_a_link_saved_meanwhile_is_reported_and_the_rest_of_its_transaction_save
     moved = store.save_link(replace(links[5], baseline={"name": "live"}))  # the live sync saved it meanwhile
     changed = [replace(link, baseline={**link.baseline, "new_tier": "T"}) for link in links]
 
-    saved, conflicts = store.save_baselines("contact", changed)
+    saved, conflicts = store.replace_links("contact", changed)
 
     assert conflicts == {links[5].dynamics_id}
     assert len(saved) == 119

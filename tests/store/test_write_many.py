@@ -74,7 +74,7 @@ def test_write_intents_are_saved_in_batches_on_their_etags_and_read_back(store: 
     links = [store.save_link(Link("lead", f"l{i}", str(i), {"jobtitle": "old"})) for i in range(130)]
     moved = store.save_link(replace(links[7], baseline={"jobtitle": "moved"}))  # another instance saved first
     intended = [replace(link, intent={"marketo:jobtitle": "v2"}) for link in links]
-    saved, conflicts = store.save_intents("lead", intended)
+    saved, conflicts = store.replace_links("lead", intended)
     assert conflicts == {"l7"}
     assert len(saved) == 129
     again = store.get_link("lead", "l120")

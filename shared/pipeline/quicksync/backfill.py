@@ -13,7 +13,7 @@ persons are updated. The job's ``next_link`` stays at the group's first page unt
 saved; a resumed run reads the same pages again, polls the batches its checkpoint holds, and submits only the
 files not submitted yet. If the rebuilt files differ from the submitted ones (a record changed meanwhile), the
 open batches are let finish and the group's current values are written the ordinary way. Baselines are saved in
-batch transactions (:meth:`StateStore.save_baselines`), never a write per record.
+batch transactions (:meth:`StateStore.replace_links`), never a write per record.
 """
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ class Backfill:
     def _save(self, written: list[tuple[Link, Any]], outcome: PageOutcome) -> None:
         """The new baselines, in batch transactions on the links' ETags; a link saved meanwhile is a conflict."""
         links = [replace(link, baseline={**link.baseline, self.field.dynamics: value}) for link, value in written]
-        saved, conflicts = self.store.save_baselines(self.entity.entity, links)
+        saved, conflicts = self.store.replace_links(self.entity.entity, links)
         outcome.done += len(saved)
         outcome.conflicts += [link.dynamics_id for link in links if link.dynamics_id.lower() in conflicts]
 

@@ -85,7 +85,7 @@ def _intend(batch: Batch, plans: list[PersonPlan]) -> list[PersonPlan]:
             {c: baseline[c] for c in p.decision.dynamics_writes if c in baseline},
         )
         new[p.target.dynamics_id] = replace(p.link, intent=intent)
-    saved, conflicts = batch.store.save_intents(plans[0].mapping.entity, list(new.values()))
+    saved, conflicts = batch.store.replace_links(plans[0].mapping.entity, list(new.values()))
     kept: list[PersonPlan] = []
     for p in plans:
         rid = p.target.dynamics_id
