@@ -36,9 +36,9 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(PY) -m mypy .
 
-## The chaos suite (tests/chaos: 500 seeded scenarios) runs on every core; the rest of the tests one at a time.
+## Both runs spread over every core (pytest-xdist): the tests, then the chaos suite (tests/chaos: 500 seeded scenarios).
 unit: $(VENV)/.installed node_modules/.installed
-	$(PY) -m pytest --ignore=tests/chaos
+	$(PY) -m pytest --ignore=tests/chaos -n auto -q
 	$(PY) -m pytest tests/chaos -n auto -q
 
 ## Seeded chaos scenarios (local/chaos): `make chaos N=5000 FIRST=0` plays seeds FIRST..FIRST+N-1 and prints the table;
