@@ -50,6 +50,7 @@ class ConversionError:
     field: str
     target: str  # "canonical", "marketo" or "dynamics": what we were converting into
     reason: str
+    source: str = ""  # reading into "canonical": the side the value came from, "dynamics" or "marketo"
 
     def __str__(self) -> str:
         return f"field '{self.field}': {self.reason}"
@@ -292,23 +293,25 @@ _FROM_MARKETO: Final[dict[FieldType, Reader]] = {
 }
 
 
-def _read(table: Mapping[FieldType, Reader], field: FieldMapping, value: object) -> Canonical | ConversionError:
+def _read(
+    table: Mapping[FieldType, Reader], field: FieldMapping, value: object, source: str
+) -> Canonical | ConversionError:
     if value is None:
         return None
     try:
         return table[field.type](value, field)
     except _Invalid as exc:
-        return ConversionError(field.dynamics, "canonical", str(exc))
+        return ConversionError(field.dynamics, "canonical", str(exc), source)
 
 
 def from_dynamics(field: FieldMapping, value: object) -> Canonical | ConversionError:
     """A Dataverse value (Web API JSON or plugin-context encoding) in canonical form."""
-    return _read(_FROM_DYNAMICS, field, value)
+    return _read(_FROM_DYNAMICS, field, value, "dynamics")
 
 
 def from_marketo(field: FieldMapping, value: object) -> Canonical | ConversionError:
     """A Marketo value (REST JSON or webhook token text) in canonical form."""
-    return _read(_FROM_MARKETO, field, value)
+    return _read(_FROM_MARKETO, field, value, "marketo")
 
 
 # --- out of canonical ----------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from shared.pipeline.notification import (
 from shared.pipeline.sync_errors import sync_error
 from shared.queueing import DeadLettered, DeadLetterQueue, OutgoingMessage, Remove, Resend, Settlement
 from shared.store.base import StateStore
-from shared.store.model import ErrorStatus, SyncErrorRecord
+from shared.store.model import RESOLVED_BY_ADMIN, ErrorStatus, SyncErrorRecord
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +227,7 @@ def discarded_record(queue: str, dead: DeadLettered, *, at: datetime) -> SyncErr
         message,
         at=at,
     )
-    return replace(record, status=ErrorStatus.RESOLVED)
+    return replace(record, status=ErrorStatus.RESOLVED, resolved_at=at, resolved_by=RESOLVED_BY_ADMIN)
 
 
 def discard(dlq: DeadLetterQueue, store: StateStore, queue: str, dead_letter_id: str) -> Discarded:

@@ -4,12 +4,16 @@ The reconcile, Quick Sync and the queue reader all build them here, so one recor
 whichever of them met it. Each message says what went wrong and what a person can do about it. Codes are the
 service's own where it gave one (Marketo reason codes, Dataverse error codes) and ours otherwise:
 ``record-not-found``, ``duplicate-person``, ``retries-exhausted``, ``column-missing``, ``conversion``,
-``bad-message``, ``pending-gave-up``. The direction says which way the change was going.
+``bad-message``, ``pending-gave-up``. The direction says which way the change was going: a value that came from
+Marketo and cannot be read, or that Dataverse refused, is ``marketo_to_dynamics``.
+
+An error's id is derived from its record, field, code and direction (:func:`shared.store.model.error_key`), so the
+same failure met again is counted on its row rather than added; :mod:`shared.pipeline.error_lifecycle` resolves it
+when the record later reconciles cleanly.
 """
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
 from shared.core.entities import Side
@@ -33,14 +37,13 @@ def sync_error(
     field: str | None = None,
 ) -> SyncErrorRecord:
     return SyncErrorRecord(
-        id=uuid.uuid4().hex,
         entity=entity,
         record_id=rid,
         operation=operation,
         direction=direction,
         code=code,
         message=message,
-        occurred_at=at,
+        last_seen=at,
         field=field,
     )
 
@@ -63,7 +66,7 @@ def conversion_errors(mapping: EntityMapping, rid: str, decision: Decision, *, a
             mapping.entity,
             rid,
             "convert",
-            TO_DYNAMICS if f.error.target == "dynamics" else TO_MARKETO,
+            TO_DYNAMICS if f.error.target == "dynamics" or f.error.source == "marketo" else TO_MARKETO,
             "conversion",
             f.error.reason,
             at=at,

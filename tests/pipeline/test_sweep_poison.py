@@ -14,8 +14,9 @@ import pytest
 from shared.core.circuit import ProbeSchedule
 from shared.core.mapping import SyncMapping, load_mapping
 from shared.core.pending import MarkKey, PendingMark, first_version
+from shared.core.record_links import RecordLinks
 from shared.errors import Conflict
-from shared.pipeline import admin
+from shared.pipeline import admin, error_view
 from shared.pipeline.circuit import MARKETO, Circuits, Outage
 from shared.pipeline.notification import Notification, Source, parse_notification
 from shared.pipeline.pending import MarkingQueue, PendingWork
@@ -27,6 +28,7 @@ from shared.store.sqlite import sqlite_store
 from tests.pipeline.test_sweep import GRACE, T0, Clock, Sent
 
 CAP = 3
+LINKS = RecordLinks("https://contoso.crm.dynamics.com")
 MAPPING = Path(__file__).resolve().parents[2] / "config" / "mapping.json"
 
 
@@ -110,7 +112,7 @@ def test_a_marketo_persons_mark_gives_up_towards_dynamics_and_an_admin_retry_res
     (error,) = world.errors()
     assert (error.entity, error.record_id, error.direction) == ("person", "77", TO_DYNAMICS)
     world.sent.messages.clear()
-    admin.retry_error(world.store, _mapping(), world.queue, error.id)
+    error_view.retry_error(world.store, _mapping(), world.queue, error.id, LINKS, at=world.clock.now)
     (message,) = world.sent.messages
     assert parse_notification(message.body).marketo_id == "77"
     mark = world.mark(MarkKey("person", "77"))
@@ -125,8 +127,8 @@ def test_an_admin_retry_of_the_error_makes_the_mark_due_again_with_a_fresh_count
     world.run_lost(CAP + 1)
     (error,) = world.errors()
     world.sent.messages.clear()
-    retried = admin.retry_error(world.store, _mapping(), world.queue, error.id)
-    assert retried.records == 1
+    retried = error_view.retry_error(world.store, _mapping(), world.queue, error.id, LINKS, at=world.clock.now)
+    assert (retried["status"], retried["attempts"]) == ("retrying", 1)
     assert len(world.sent.messages) == 1  # the retry's own message
     mark = world.mark(CONTACT_KEY)
     assert (mark.parked, mark.resends, mark.version) == (False, 0, first_version(T0) + 1)
@@ -141,7 +143,8 @@ def test_a_new_change_of_the_record_unparks_it(world: World) -> None:
     assert (mark.parked, mark.resends) == (False, 0)
     assert [r.sent for r in world.run_lost(CAP)] == [1] * CAP
     assert world.sweep_at(world.clock.now + GRACE).gave_up == 1
-    assert len(world.errors()) == 2
+    (error,) = world.errors()  # the same record and cause: counted on its one error
+    assert error.count == 2
 
 
 def test_an_outage_of_any_length_never_exhausts_a_mark(world: World) -> None:
