@@ -11,7 +11,6 @@ current one. Both failures raise :class:`shared.errors.Conflict`; the caller re-
 from __future__ import annotations
 
 import json
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -19,9 +18,19 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from shared.errors import Conflict
-from shared.store.model import Checkpoint, ClaimState, ErrorStatus, Link, PauseState, PersonClaim, SyncErrorRecord
+from shared.store.model import (
+    Checkpoint,
+    ClaimState,
+    ErrorQuery,
+    ErrorStatus,
+    Link,
+    PauseState,
+    PersonClaim,
+    SyncErrorRecord,
+)
 
 if TYPE_CHECKING:
+    from shared.store.errors import SyncErrors
     from shared.store.pending import PendingMarks
 
 LINKS = "synclinks"
@@ -32,10 +41,13 @@ ERRORS = "syncerrors"
 STATS = "syncstats"
 CONTROL = "synccontrol"
 PENDING = "syncpending"
+HISTORY = "synchistory"  # a record's history, one partition per UTC day (shared/store/history.py)
 MAPPING_DOCUMENT = "mapping"  # the sync mapping, a document with an ETag
 PERSON_CLAIMS = "personclaim"  # CONTROL partition: who creates a Marketo person's lead
-TABLES = (LINKS, MARKETO_INDEX, CHECKPOINTS, DOCUMENTS, ERRORS, STATS, CONTROL, PENDING)
+TABLES = (LINKS, MARKETO_INDEX, CHECKPOINTS, DOCUMENTS, ERRORS, STATS, CONTROL, PENDING, HISTORY)
 BATCH_LIMIT = 100
+SLOT_MINUTES = 5
+"""The counters' resolution inside each hour's row (the status view's "last hour" is the last 12 slots)."""
 """Rows one :meth:`Rows.write_many` request carries (an Azure Table batch transaction holds at most 100)."""
 
 
@@ -72,6 +84,13 @@ class Rows(Protocol):
     def upsert(self, table: str, pk: str, rk: str, doc: Mapping[str, Any]) -> str: ...
 
     def query(self, table: str, pk: str | None = None) -> Iterator[Row]: ...
+
+    def query_range(
+        self, table: str, pk: str, ge: str = "", lt: str | None = None, *, limit: int | None = None
+    ) -> Iterator[Row]:
+        """Rows of one partition whose row key is ``>= ge`` and (when given) ``< lt``, in row-key order, at most
+        ``limit`` of them (a prefix query: ``shared.store.history.prefix_range``)."""
+        ...
 
     def delete(self, table: str, pk: str, rk: str) -> None: ...
 
@@ -256,14 +275,15 @@ class StateStore:
         return PauseState(all=bool(row.doc.get("all")), entities=frozenset(row.doc.get("entities") or ()))
 
     def set_pause(self, entity: str | None, paused: bool) -> PauseState:
-        """Pause or resume the whole sync (``entity`` None) or one entity; retried on a concurrent change."""
+        """Pause or resume the whole sync (``entity`` None) or one entity; retried on a concurrent change. Resuming
+        the whole sync keeps the entities paused one by one (each is resumed by name)."""
         for _ in range(20):
             row = self.rows.get(CONTROL, "control", "pause")
             state = (
                 PauseState(bool(row.doc.get("all")), frozenset(row.doc.get("entities") or ())) if row else PauseState()
             )
             if entity is None:
-                state = PauseState(all=paused, entities=frozenset() if not paused else state.entities)
+                state = PauseState(all=paused, entities=state.entities)
             else:
                 changed = state.entities | {entity} if paused else state.entities - {entity}
                 state = PauseState(all=state.all, entities=changed)
@@ -278,16 +298,22 @@ class StateStore:
             return state
         raise Conflict("pause state kept changing under us; try again")
 
-    # --- sync errors ---------------------------------------------------------------------------------------------
+    # --- sync errors (:mod:`shared.store.errors`) -------------------------------------------------------------
+
+    @property
+    def errors(self) -> SyncErrors:
+        """Sync errors: one per record, field and cause, with their lifecycle (:mod:`shared.store.errors`)."""
+        from shared.store.errors import SyncErrors  # noqa: PLC0415 - it builds on this module's rows
+
+        return SyncErrors(self.rows)
 
     def add_error(self, record: SyncErrorRecord) -> SyncErrorRecord:
-        record = record if record.id else replace(record, id=uuid.uuid4().hex)
-        self.rows.upsert(ERRORS, "error", record.id, _error_doc(record))
-        return record
+        """Record one sighting of an error (merged into its open row when it has one)."""
+        (stored,) = self.errors.record([record])
+        return stored
 
     def get_error(self, error_id: str) -> SyncErrorRecord | None:
-        row = self.rows.get(ERRORS, "error", error_id)
-        return _error(row) if row else None
+        return self.errors.get(error_id)
 
     def list_errors(
         self,
@@ -297,44 +323,8 @@ class StateStore:
         search: str | None = None,
         limit: int = 500,
     ) -> list[SyncErrorRecord]:
-        """Newest first; ``search`` matches record id, field, code and message, ignoring case."""
-        needle = search.casefold() if search else None
-        found = []
-        for row in self.rows.query(ERRORS, "error"):
-            record = _error(row)
-            if entity and record.entity != entity:
-                continue
-            if status and record.status is not status:
-                continue
-            if (
-                needle
-                and needle
-                not in " ".join(
-                    (record.record_id, record.field or "", record.code, record.message, record.entity)
-                ).casefold()
-            ):
-                continue
-            found.append(record)
-        found.sort(key=lambda r: r.occurred_at, reverse=True)
-        return found[:limit]
-
-    def set_error_status(self, error_id: str, status: ErrorStatus) -> SyncErrorRecord | None:
-        """Set on the row's ETag, re-read and tried again when another call changed it meanwhile: concurrent
-        calls (two admins, a double click) all succeed, the last one's status standing."""
-        for _ in range(5):
-            row = self.rows.get(ERRORS, "error", error_id)
-            if row is None:
-                return None
-            current = _error(row)
-            record = replace(current, status=status)
-            if record == current:
-                return record  # already so: nothing to write
-            try:
-                self.rows.replace(ERRORS, "error", error_id, _error_doc(record), row.etag)
-            except Conflict:
-                continue
-            return record
-        raise Conflict(f"sync error {error_id} kept changing under us; try again")
+        """Newest ``last_seen`` first (:meth:`shared.store.errors.SyncErrors.find` takes every filter)."""
+        return self.errors.find(ErrorQuery(entity=entity, status=status, search=search, limit=limit))
 
     # --- person claims ("sync person to Dynamics") --------------------------------------------------------------
 
@@ -379,17 +369,23 @@ class StateStore:
         """Add to this hour's counters of an entity (synced, errors, collisions by winner, ...)."""
         if not any(counts.values()):
             return
-        bucket = (at or _now()).astimezone(UTC).strftime("%Y%m%d%H")
+        moment = (at or _now()).astimezone(UTC)
+        bucket = moment.strftime("%Y%m%d%H")
+        slot = f"{moment.minute - moment.minute % SLOT_MINUTES:02d}"
         for _ in range(50):
             row = self.rows.get(STATS, bucket, entity)
             totals = dict(row.doc["counts"]) if row else {}
+            slots = {k: dict(v) for k, v in (row.doc.get("slots") or {}).items()} if row else {}
+            into = slots.setdefault(slot, {})
             for key, value in counts.items():
                 totals[key] = totals.get(key, 0) + value
+                into[key] = into.get(key, 0) + value
+            doc = {"counts": totals, "slots": slots}
             try:
                 if row is None:
-                    self.rows.insert(STATS, bucket, entity, {"counts": totals})
+                    self.rows.insert(STATS, bucket, entity, doc)
                 else:
-                    self.rows.replace(STATS, bucket, entity, {"counts": totals}, row.etag)
+                    self.rows.replace(STATS, bucket, entity, doc, row.etag)
                 return
             except Conflict:
                 continue
@@ -407,31 +403,25 @@ class StateStore:
                 into[key] = into.get(key, 0) + int(value)
         return totals
 
+    def counts_by_slot(self, since: datetime) -> list[tuple[datetime, str, dict[str, int]]]:
+        """The counters of every :data:`SLOT_MINUTES` slot from ``since``'s hour on: (slot start, entity, counts),
+        oldest first. Hours counted before the slots existed come as one slot at the hour's start."""
+        start = since.astimezone(UTC).strftime("%Y%m%d%H")
+        found: list[tuple[datetime, str, dict[str, int]]] = []
+        for row in self.rows.query(STATS):
+            if row.pk < start:
+                continue
+            hour = datetime.strptime(row.pk, "%Y%m%d%H").replace(tzinfo=UTC)
+            slots = row.doc.get("slots") or {"00": row.doc["counts"]}
+            for minute, counts in slots.items():
+                moment = hour.replace(minute=int(minute))
+                found.append((moment, row.rk, {k: int(v) for k, v in counts.items()}))
+        return sorted(found, key=lambda item: (item[0], item[1]))
+
 
 def _person_partition(entity: str) -> str:
     """Leads and contacts share one Marketo person space: a person follows its lead into the contact."""
     return "person" if entity in ("lead", "contact") else entity
-
-
-def _error_doc(record: SyncErrorRecord) -> dict[str, Any]:
-    return record.as_row()
-
-
-def _error(row: Row) -> SyncErrorRecord:
-    doc = row.doc
-    return SyncErrorRecord(
-        id=row.rk,
-        entity=doc["entity"],
-        record_id=doc["record_id"],
-        operation=doc["operation"],
-        direction=doc["direction"],
-        code=doc["code"],
-        message=doc["message"],
-        occurred_at=datetime.fromisoformat(doc["occurred_at"]),
-        field=doc.get("field") or None,
-        status=ErrorStatus(doc.get("status", "open")),
-        attempts=int(doc.get("attempts", 1)),
-    )
 
 
 def dumps(doc: Mapping[str, Any]) -> str:

@@ -108,6 +108,23 @@ class SqliteRows:
         for row_pk, rk, doc, version in rows:
             yield self._row(row_pk, rk, doc, version)
 
+    def query_range(
+        self, table: str, pk: str, ge: str = "", lt: str | None = None, *, limit: int | None = None
+    ) -> Iterator[Row]:
+        sql = "SELECT rk, doc, version FROM rows WHERE tbl=? AND pk=? AND rk>=?"
+        params: list[Any] = [table, pk, ge]
+        if lt is not None:
+            sql += " AND rk<?"
+            params.append(lt)
+        sql += " ORDER BY rk"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(0, limit))
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        for rk, doc, version in rows:
+            yield self._row(pk, rk, doc, version)
+
     def delete(self, table: str, pk: str, rk: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM rows WHERE tbl=? AND pk=? AND rk=?", (table, pk, rk))

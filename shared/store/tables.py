@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import islice
 from typing import Any, TypeVar
 
 from azure.core import MatchConditions
@@ -164,6 +165,21 @@ class TableRows:
                 lambda: list(client.query_entities("PartitionKey eq @pk", parameters={"pk": pk})), f"{table}/{pk}"
             )
         for entity in entities:
+            yield _row(entity)
+
+    def query_range(
+        self, table: str, pk: str, ge: str = "", lt: str | None = None, *, limit: int | None = None
+    ) -> Iterator[Row]:
+        client = self._table(table)
+        flt = "PartitionKey eq @pk and RowKey ge @ge" + (" and RowKey lt @lt" if lt is not None else "")
+        parameters = {"pk": pk, "ge": ge, **({"lt": lt} if lt is not None else {})}
+        page = min(limit, 1000) if limit is not None else None  # the service returns at most 1000 rows a page
+
+        def read() -> list[Any]:
+            found = client.query_entities(flt, parameters=parameters, results_per_page=page)
+            return list(islice(found, limit) if limit is not None else found)
+
+        for entity in _call(read, f"{table}/{pk} (range)"):
             yield _row(entity)
 
     def delete(self, table: str, pk: str, rk: str) -> None:

@@ -132,8 +132,33 @@ def test_pause_and_resume_the_whole_sync_or_one_entity(store: StateStore) -> Non
     assert not store.get_pause().is_paused("lead")
 
 
-def test_sync_errors_are_listed_newest_first_searchable_and_retryable(store: StateStore) -> None:
+def test_resuming_the_whole_sync_keeps_the_entities_paused_by_name(store: StateStore) -> None:
+    store.set_pause("account", paused=True)
+    store.set_pause(None, paused=True)
+    state = store.set_pause(None, paused=False)
+    assert (state.all, sorted(state.entities)) == (False, ["account"])
+    assert store.get_pause().is_paused("account")
+    assert not store.get_pause().is_paused("lead")
+
+
+def test_counters_come_back_in_five_minute_slots(store: StateStore) -> None:
+    now = datetime(2026, 12, 1, 12, 33, 10, tzinfo=UTC)
+    store.add_counts("lead", {"synced": 2}, at=now)
+    store.add_counts("lead", {"synced": 1}, at=now.replace(minute=34))
+    store.add_counts("lead", {"synced": 5}, at=now.replace(minute=2))
+    store.add_counts("contact", {"errors": 1}, at=now - timedelta(hours=1))
+    slots = store.counts_by_slot(now - timedelta(hours=1))
+    assert slots == [
+        (datetime(2026, 12, 1, 11, 30, tzinfo=UTC), "contact", {"errors": 1}),
+        (datetime(2026, 12, 1, 12, 0, tzinfo=UTC), "lead", {"synced": 5}),
+        (datetime(2026, 12, 1, 12, 30, tzinfo=UTC), "lead", {"synced": 3}),
+    ]
+    assert store.counts_since(now)["lead"]["synced"] == 8
+
+
+def test_sync_errors_are_listed_newest_first_searchable_and_movable(store: StateStore) -> None:
     base = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    ids = []
     for i, (entity, code, message) in enumerate(
         [
             ("lead", "1006", "Field 'leadRating' not found"),
@@ -141,29 +166,30 @@ def test_sync_errors_are_listed_newest_first_searchable_and_retryable(store: Sta
             ("lead", "0x80040220", "Principal user is missing prvReadLead privilege"),
         ]
     ):
-        store.add_error(
+        stored = store.add_error(
             SyncErrorRecord(
-                id=f"e{i}",
                 entity=entity,
                 record_id=f"rec-{i}",
                 operation="update",
                 direction="dynamics_to_marketo",
                 code=code,
                 message=message,
-                occurred_at=base + timedelta(minutes=i),
+                last_seen=base + timedelta(minutes=i),
                 field="leadqualitycode" if i == 1 else None,
             )
         )
-    assert [e.id for e in store.list_errors()] == ["e2", "e1", "e0"]
-    assert [e.id for e in store.list_errors(entity="lead")] == ["e2", "e0"]
-    assert [e.id for e in store.list_errors(search="TEPID")] == ["e1"]
-    assert [e.id for e in store.list_errors(search="leadqualitycode")] == ["e1"]
-    retried = store.set_error_status("e0", ErrorStatus.RESOLVED)
-    assert retried is not None
-    assert retried.status is ErrorStatus.RESOLVED
-    assert [e.id for e in store.list_errors(status=ErrorStatus.OPEN)] == ["e2", "e1"]
+        ids.append(stored.id)
+    e0, e1, e2 = ids
+    assert [e.id for e in store.list_errors()] == [e2, e1, e0]
+    assert [e.id for e in store.list_errors(entity="lead")] == [e2, e0]
+    assert [e.id for e in store.list_errors(search="TEPID")] == [e1]
+    assert [e.id for e in store.list_errors(search="leadqualitycode")] == [e1]
+    resolved = store.errors.move(e0, ErrorStatus.RESOLVED, by="admin", at=base)
+    assert resolved is not None
+    assert (resolved.status, resolved.resolved_by, resolved.resolved_at) == (ErrorStatus.RESOLVED, "admin", base)
+    assert [e.id for e in store.list_errors(status=ErrorStatus.OPEN)] == [e2, e1]
     assert store.get_error("missing") is None
-    assert store.set_error_status("missing", ErrorStatus.RESOLVED) is None
+    assert store.errors.move("missing", ErrorStatus.RESOLVED, by="admin", at=base) is None
 
 
 def test_counters_add_up_per_entity_across_hours(store: StateStore) -> None:

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared.core.entities import Side
+from shared.core.history import HistoryEntry, history_entry, worth_keeping
 from shared.core.mapping import SyncMapping
 from shared.core.pending import MarkKey
-from shared.core.policy import Action, Decision, Trigger
+from shared.core.policy import Action, Decision, RecordState, Trigger
 from shared.dataverse.client import DataverseClient
 from shared.marketo.client import MarketoClient
 from shared.pipeline.notification import Kind, Notification, Source
@@ -100,9 +101,12 @@ def _resolve(note: Notification, mapping: SyncMapping, persons: Mapping[str, Lin
 
 @dataclass
 class BatchReport:
-    """What a batch did: decisions (for logs and tests), counters, errors, and notifications put back."""
+    """What a batch did: decisions (for logs and tests) and the history entries of those that carry something
+    (shared/core/history.py), counters, errors, and notifications put back."""
 
     decisions: list[tuple[str, str, Decision]] = field(default_factory=list)
+    history: list[HistoryEntry] = field(default_factory=list)
+    redecided: set[tuple[str, str]] = field(default_factory=set)  # (entity, id) put back to be decided again
     counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     errors: list[SyncErrorRecord] = field(default_factory=list)
     requeued: list[Notification] = field(default_factory=list)
@@ -144,6 +148,16 @@ class Batch:
     clock: Callable[[], datetime]
     report: BatchReport = field(default_factory=BatchReport)
 
+    def decided(self, target: Target, decision: Decision, state: RecordState) -> None:
+        """A decision made about ``target`` from ``state``: reported, and kept in the record's history."""
+        self.report.decisions.append((target.entity, target.dynamics_id, decision))
+        if not worth_keeping(decision):
+            return  # most decisions: in step, or the echo of our own write
+        sources = [n.source.value for n in target.notes]
+        entry = history_entry(target.dynamics_id, decision, state, at=self.clock(), sources=sources)
+        if entry is not None:
+            self.report.history.append(entry)
+
     def fail(self, *errors: SyncErrorRecord) -> None:
         self.report.errors.extend(errors)
 
@@ -154,5 +168,6 @@ class Batch:
         if note.attempt + 1 >= MAX_ATTEMPTS:
             self.fail(retries_exhausted(target.entity, target.dynamics_id, why, at=self.clock()))
             return
+        self.report.redecided.add((target.entity, target.dynamics_id))
         self.report.kept.update(mark_key(n) for n in target.notes)  # decided again: its mark stays till then
         self.report.requeued.append(note.model_copy(update={"attempt": note.attempt + 1}))

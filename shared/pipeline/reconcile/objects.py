@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.core.mapping import EntityMapping
-from shared.core.policy import Decision, RecordAction, decide_one_way
+from shared.core.policy import Decision, RecordAction, RecordState, decide_one_way
 from shared.core.values import Canonical, read_dynamics_record
 from shared.pipeline import marketo_side
 from shared.pipeline.dataverse_side import sync_filter_flag
@@ -50,14 +50,12 @@ def reconcile_objects(batch: Batch, mapping: EntityMapping, targets: list[Target
         if record is None and link is None and not target.deleted:
             batch.fail(record_not_found(entity, rid, at=batch.clock()))
             continue
+        values = read_dynamics_record(mapping.fields, record.values) if record is not None else None
+        baseline = link.baseline if link is not None else {}
         decision = decide_one_way(
-            mapping,
-            read_dynamics_record(mapping.fields, record.values) if record is not None else None,
-            link.baseline if link is not None else {},
-            linked=link is not None,
-            sync_filter=sync_filter_flag(record, mapping),
+            mapping, values, baseline, linked=link is not None, sync_filter=sync_filter_flag(record, mapping)
         )
-        batch.report.decisions.append((entity, rid, decision))
+        batch.decided(target, decision, RecordState(values, None, baseline, trigger=target.trigger))
         batch.fail(*conversion_errors(mapping, rid, decision, at=batch.clock()))
         if decision.action in _PUSHED:
             body = marketo_side.marketo_body(mapping, decision)

@@ -157,7 +157,6 @@ def _baseline(
 
 def _decide(batch: Batch, group: PersonGroup, persons: Mapping[str, dict[str, Any]]) -> list[PersonPlan]:
     mapping = group.mapping
-    entity = mapping.entity
     plans: list[PersonPlan] = []
     for rid, target in group.targets.items():
         link = group.links.get(rid)
@@ -191,7 +190,7 @@ def _decide(batch: Batch, group: PersonGroup, persons: Mapping[str, dict[str, An
             trigger=target.trigger,
         )
         decision = decide(mapping, state)
-        batch.report.decisions.append((entity, rid, decision))
+        batch.decided(target, decision, state)
         batch.fail(*conversion_errors(mapping, rid, decision, at=batch.clock()))
         if decision.action is RecordAction.CREATE_IN_MARKETO:
             body = marketo_side.marketo_body(mapping, decision)
@@ -279,8 +278,9 @@ def _not_returned(batch: Batch, mapping: EntityMapping, target: Target, link: Li
         return
     if link.deleted_in_dynamics or not target.deleted:
         return  # already flagged, or a late update about a record whose delete notice is on its way
-    decision = decide(mapping, RecordState(dynamics=None, marketo={}, baseline=link.baseline, linked=True))
-    batch.report.decisions.append((entity, rid, decision))
+    state = RecordState(dynamics=None, marketo={}, baseline=link.baseline, linked=True, trigger=target.trigger)
+    decision = decide(mapping, state)
+    batch.decided(target, decision, state)
     if decision.action is RecordAction.FLAG_DELETED and link.marketo_id:
         flag = {"id": int(link.marketo_id), DELETED_FLAG_FIELD: True}
         (outcome,) = marketo_side.update_persons(batch.marketo, [flag])

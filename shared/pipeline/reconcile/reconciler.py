@@ -1,8 +1,10 @@
 """The batch flow: plan the batch, reconcile each entity's records, then finish.
 
-Finishing puts back the notifications of records that changed under us (a second later, one attempt more),
-stores the sync errors and the counters the status view shows, and logs what was written. Paused entities'
-notifications go back on the queue at once, to be looked at again after the pause delay.
+The sync errors the batch met are recorded (one per record, field and cause, counted) and those of records it
+reconciled cleanly resolved (:mod:`.error_lifecycle`). Finishing puts back the notifications of records that
+changed under us (a second later, one attempt more), stores the counters the status view shows and the records'
+history (the queue trigger logs each decision: shared/telemetry.py). Paused entities' notifications go back on
+the queue at once, to be looked at again after the pause delay.
 
 Around it, the durability (docs/durability.md): the batch reads its records' pending marks first and clears
 those still at that version once reconciled (a change that arrived meanwhile keeps its mark). While a service's
@@ -23,10 +25,12 @@ from shared.core.mapping import EntityMapping, SyncMapping
 from shared.dataverse.client import DataverseClient
 from shared.marketo.client import MarketoClient
 from shared.pipeline.circuit import Circuits, outage_of
+from shared.pipeline.history import record_history
 from shared.pipeline.notification import Notification, notification_message
 from shared.pipeline.pending import PendingWork, mark_key
 from shared.pipeline.ports import LiveMapping
 from shared.pipeline.reconcile.batch import Batch, BatchReport, Target, plan_batch
+from shared.pipeline.reconcile.error_lifecycle import settle_errors
 from shared.pipeline.reconcile.objects import reconcile_objects
 from shared.pipeline.reconcile.persons import reconcile_persons
 from shared.queueing import QueueSender
@@ -106,6 +110,7 @@ class Reconciler:
 
     def _reconcile(self, notes: Sequence[Notification]) -> tuple[BatchReport, bool]:
         """The batch flow; also whether any record was reconciled (so its services answered)."""
+        started = self.clock()
         batch = Batch(self.mapping, self.live, self.store, self.dataverse, self.marketo, self.clock)
         report = batch.report
         pause = self.store.get_pause()
@@ -126,6 +131,9 @@ class Reconciler:
                 reconcile_objects(batch, mapping, targets)
         if two_way:
             reconcile_persons(batch, two_way)
+        settled = settle_errors(self.store, report, plan.targets, persons, started=started, at=self.clock())
+        if settled.resolved:
+            log.info("%d sync error(s) resolved: their records reconciled cleanly", len(settled.resolved))
         self._finish(report)
         self.mapping = batch.mapping  # fields marked broken stay out of this reconciler's next batches
         return report, bool(plan.targets)
@@ -148,11 +156,8 @@ class Reconciler:
             # Decisions carried out, counted as made: when two instances race on one record, both carried
             # out the same resolution (the loser is re-decided), so a collision can count twice.
             report.count(entity, decision)
-        for error in report.errors:
-            self.store.add_error(error)
+        for error in report.errors:  # recorded by settle_errors; field errors are counted with their decision
             report.counts[error.entity]["errors"] += 1 if error.field is None else 0
         for entity, counts in report.counts.items():
             self.store.add_counts(entity, {k: v for k, v in counts.items() if v}, at=self.clock())
-        for entity, rid, decision in report.decisions:
-            if decision.has_writes or decision.errors:
-                log.info("reconciled %s %s: %s", entity, rid, decision.summary())
+        record_history(self.store, report)  # the records' history: a few requests per batch
