@@ -11,12 +11,14 @@ from shared.pipeline import feeds
 from shared.pipeline.circuit import DATAVERSE, MARKETO
 from shared.pipeline.sweep import sweep
 from shared.services import services
+from shared.telemetry import traced_timer
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
 
 @bp.timer_trigger(arg_name="timer", schedule="%MARKETO_FEED_SCHEDULE%", run_on_startup=False)
+@traced_timer
 def marketo_feed(timer: func.TimerRequest) -> None:
     """Returns normally while Marketo is unavailable (skipped, or stopped and the circuit told): see
     ``feeds.while_available``."""
@@ -46,6 +48,7 @@ def marketo_feed(timer: func.TimerRequest) -> None:
 
 
 @bp.timer_trigger(arg_name="timer", schedule="%DATAVERSE_CATCHUP_SCHEDULE%", run_on_startup=False)
+@traced_timer
 def dataverse_catchup(timer: func.TimerRequest) -> None:
     """Returns normally while Dataverse is unavailable, as the Marketo feed does."""
     svc = services()
@@ -61,6 +64,7 @@ def dataverse_catchup(timer: func.TimerRequest) -> None:
 
 
 @bp.timer_trigger(arg_name="timer", schedule="%PENDING_SWEEP_SCHEDULE%", run_on_startup=False)
+@traced_timer
 def pending_sweep(timer: func.TimerRequest) -> None:
     """Re-enqueue the pending marks that are due (lost or dead-lettered messages), or probe an unavailable
     service; the sweep's rules are in shared/pipeline/sweep.py."""

@@ -252,7 +252,8 @@ class LocalHost:
     ``functions_key`` (default: the ``LOCAL_FUNCTIONS_KEY`` of ``env``), when set, is required by every function
     whose ``authLevel`` is not anonymous, as the Functions host requires a function or host key in Azure.
     ``form_routes`` names the functions that take form bodies (none do today). ``host_names``: names besides the
-    loopback ones this host answers to in the ``Host`` header (see :meth:`_host_refused`).
+    loopback ones this host answers to in the ``Host`` header (see :meth:`_host_refused`). ``idle_queues``: queues
+    whose functions are not pumped (tests that drive the job runner through its timer idle the nudges' queue).
     """
 
     def __init__(
@@ -269,8 +270,10 @@ class LocalHost:
         form_routes: Collection[str] = (),
         http_limits: ServerLimits | None = None,
         host_names: Collection[str] = (),
+        idle_queues: Collection[str] = (),
     ) -> None:
         settings = env if env is not None else dict(os.environ)
+        self.idle_queues = frozenset(idle_queues)
         self.broker = broker
         self.functions = discover(app, settings)
         self.functions_key = functions_key if functions_key is not None else settings.get(KEY_SETTING, "")
@@ -419,6 +422,8 @@ class LocalHost:
     def start(self) -> LocalHost:
         self._server.start()
         for consumer in self.functions.queues:
+            if consumer.queue in self.idle_queues:
+                continue  # its messages wait on the broker: a test drives that function itself
             for n in range(self.batching.concurrency):
                 self._spawn(f"queue:{consumer.name}:{n}", self._pump, consumer)
         if self.run_timers:

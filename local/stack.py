@@ -43,7 +43,11 @@ class BrokerObserver:
 
     def pending(self, queue: str, limit: int = 1000) -> list[Pending]:
         return [
-            Pending(str(d.message.application_properties.get("entity", "person")), d.enqueued_at)
+            Pending(
+                str(d.message.application_properties.get("entity", "person")),
+                d.enqueued_at,
+                _text_or_none(d.message.application_properties.get("record")),
+            )
             for d in self.broker.queue(queue).peek()[:limit]
         ]
 
@@ -57,6 +61,10 @@ class BrokerObserver:
         return self.broker.settle(queue, plan)
 
 
+def _text_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
 def binding_settings(settings: Settings) -> dict[str, str]:
     """The app settings the function bindings name (``%SYNC_CHANGES_QUEUE%`` and friends)."""
     return {
@@ -66,6 +74,7 @@ def binding_settings(settings: Settings) -> dict[str, str]:
         "DATAVERSE_CATCHUP_SCHEDULE": settings.dataverse_catchup_schedule,
         "QUICK_SYNC_SCHEDULE": settings.quick_sync_schedule,
         "PENDING_SWEEP_SCHEDULE": settings.pending_sweep_schedule,
+        "HISTORY_PRUNE_SCHEDULE": settings.history_prune_schedule,
     }
 
 
@@ -127,6 +136,9 @@ class LocalStack:
     monotonic: Callable[[], float] = time.monotonic
     """The clock ``sleep`` moves: the clients' retry budgets and Marketo's rate limiter read it (and the local
     broker's locks, retries and waits)."""
+    run_job_nudges: bool = True
+    """Pump ``QUICK_SYNC_QUEUE`` (a field added or a resync starts its job at once); False: the jobs run only when
+    the Quick Sync timer fires (tests that step a job run by run)."""
     tenant_clock: Callable[[], float] | None = None
     """The simulated tenants' time (seconds since the epoch), when a test drives all time itself (the chaos suite)."""
     settings: Settings = field(init=False)
@@ -191,6 +203,7 @@ class LocalStack:
             retry_delay=self.retry_delay,
             batching=self.batching,
             functions_key=self.settings.local_functions_key.get_secret_value(),
+            idle_queues=() if self.run_job_nudges else (self.settings.quick_sync_queue,),
         )
         self.host.start()
 

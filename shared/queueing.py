@@ -52,6 +52,7 @@ class Pending:
 
     entity: str
     enqueued_at: datetime
+    record: str | None = None  # the record the message names (``notification_message``'s ``record`` property)
 
 
 class QueueObserver(Protocol):
@@ -163,12 +164,16 @@ class ServiceBusQueueSender:
             raise RetryLater(f"Service Bus could not take the message now ({type(exc).__name__})") from exc
 
 
-def _entity_of(properties: Any) -> str:
-    for key in (b"entity", "entity"):
+def _property(properties: Any, name: str) -> str | None:
+    for key in (name.encode(), name):
         value = (properties or {}).get(key)
         if value is not None:
             return value.decode() if isinstance(value, bytes) else str(value)
-    return "person"
+    return None
+
+
+def _entity_of(properties: Any) -> str:
+    return _property(properties, "entity") or "person"
 
 
 def _text(value: Any) -> str:
@@ -250,7 +255,11 @@ class ServiceBusObserver:
         return found
 
     def pending(self, queue: str, limit: int = 1000) -> list[Pending]:
-        return [Pending(_entity_of(m.application_properties), m.enqueued_time_utc) for m in self._peek(queue, limit)]
+        return [
+            Pending(_entity_of(props), m.enqueued_time_utc, _property(props, "record"))
+            for m in self._peek(queue, limit)
+            for props in [m.application_properties]
+        ]
 
     def dead_lettered(self, queue: str) -> int:
         return len(self._peek(queue, 1000, sub_queue=ServiceBusSubQueue.DEAD_LETTER))

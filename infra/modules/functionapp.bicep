@@ -55,6 +55,8 @@ param dataverseCatchupSchedule string
 param quickSyncSchedule string
 @description('The pending sweep: re-enqueues due pending marks and probes a service whose circuit is open (docs/durability.md).')
 param pendingSweepSchedule string = '45 */1 * * * *'
+@description('The record history pruning: deletes history days older than HISTORY_RETENTION_DAYS (docs/record-history.md).')
+param historyPruneSchedule string = '0 20 * * * *'
 
 // --- Product settings -------------------------------------------------------------------------------------------
 param dataverseUrl string
@@ -181,6 +183,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     DATAVERSE_CATCHUP_SCHEDULE: dataverseCatchupSchedule
     QUICK_SYNC_SCHEDULE: quickSyncSchedule
     PENDING_SWEEP_SCHEDULE: pendingSweepSchedule
+    HISTORY_PRUNE_SCHEDULE: historyPruneSchedule
 
     // State store.
     STATE_STORE: 'table'

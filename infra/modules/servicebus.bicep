@@ -61,7 +61,8 @@ resource changesQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
   }
 }
 
-// Quick Sync pages: same semantics; a page is re-enqueued by the Quick Sync timer if it expires.
+// Quick Sync and resync nudges (functions/jobs.py run_nudged_jobs): a message says "work the jobs now"; the job rows
+// in the state store hold the work, and the Quick Sync timer works them anyway if a nudge is lost or dead-lettered.
 resource quickSyncQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
   parent: namespace
   name: quickSyncQueueName

@@ -30,6 +30,11 @@ class ConcurrencyGate:
         return max(1, min(self._configured, hint, SERVICE_MAX_CONCURRENCY))
 
     @property
+    def in_flight(self) -> int:
+        """Requests in flight now (for the status view)."""
+        return self._in_flight
+
+    @property
     def peak(self) -> int:
         """The most requests ever in flight at once (for tests and diagnostics)."""
         return self._peak

@@ -51,6 +51,10 @@ class ChangeFeed:
         return self._paginator.next_url
 
 
+COUNT_LIMIT = 5000
+"""The most ``$count`` reports: Dataverse counts no further."""
+
+
 class DataverseReads(DataverseSession):
     """Rows out of Dataverse: only the columns asked for, every page, ids absent when not readable."""
 
@@ -98,6 +102,14 @@ class DataverseReads(DataverseSession):
         paginator.update_state(page)
         rows = page.get("value") or []
         return [record_from_row(row, info.primary_id_attribute) for row in rows], paginator.next_url
+
+    def count(self, entity: str, *, filter: str | None = None) -> int:
+        """How many rows match, as Dataverse counts them: the ``@odata.count`` of a one-row page. Dataverse stops
+        counting at :data:`COUNT_LIMIT`: that figure means "at least that many"."""
+        info = self.entity(entity)
+        params = {**_query_params(info, [], filter), "$count": "true"}
+        page = self._get_json(info.entity_set_name, params=params, prefer=self._prefer(1, False))
+        return int(page.get("@odata.count") or 0)
 
     def _prefer(self, page_size: int, annotations: bool, *extra: str) -> str:
         size = max(1, min(page_size, MAX_PAGE_SIZE))

@@ -34,6 +34,7 @@ from shared.marketo.models import (
     RecordStatus,
     SchemaField,
 )
+from shared.marketo.usage import USAGE_PATH, DailyUsage, UsageCache, daily_usage
 
 MAX_URI_BYTES = 8 * 1024
 SYNC_ACTIONS = ("createOrUpdate", "createOnly", "updateOnly", "createDuplicate")
@@ -76,6 +77,7 @@ class MarketoClient:
             now=now,
             rand=rand,
         )
+        self.usage = UsageCache(self.usage_today, clock)  # the status view reads it: at most once a minute
 
     def __repr__(self) -> str:
         return f"MarketoClient(base_url={self._caller.url('')!r}, auth={self.auth!r})"
@@ -151,6 +153,13 @@ class MarketoClient:
                     missing = Reason("missing", "Marketo returned no result for this record")
                     outcomes.append(RecordOutcome(offset + position, RecordStatus.SKIPPED, None, (missing,)))
         return outcomes
+
+    # --- usage -----------------------------------------------------------------------------------------------
+
+    def usage_today(self) -> DailyUsage:
+        """Today's API calls, as Marketo books them (every integration's): one charged call. The status view
+        reads it through :attr:`usage`, which asks at most once a minute."""
+        return daily_usage(self._caller.call("GET", USAGE_PATH, what="usage").payload)
 
     def describe_leads(self) -> list[LeadField]:
         answer = self._caller.call("GET", "/rest/v1/leads/describe.json", what="describe leads")

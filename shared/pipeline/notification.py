@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shared import logcontext
 from shared.queueing import OutgoingMessage
 
 
@@ -24,6 +25,7 @@ class Source(StrEnum):
     MARKETO_WEBHOOK = "marketo_webhook"
     MARKETO_FEED = "marketo_feed"
     ADMIN_RETRY = "admin_retry"
+    ADMIN_RESYNC = "admin_resync"  # a force resync job (shared/pipeline/quicksync/resync.py)
 
 
 class Kind(StrEnum):
@@ -66,15 +68,32 @@ class Notification(BaseModel):
         return self.model_dump_json(exclude_none=True).encode()
 
 
+def record_key(note: Notification) -> str:
+    """The record a notification names, as the pending marks key it: ``<entity>/<dynamics id>`` or
+    ``person/<marketo id>`` (the status view counts the backlog in records with it, without reading bodies)."""
+    if note.dynamics_id is not None and note.entity is not None:
+        return f"{note.entity}/{note.dynamics_id.lower()}"
+    return f"person/{note.marketo_id}"
+
+
 def notification_message(note: Notification, scheduled_at: datetime | None = None) -> OutgoingMessage:
     """The queue message for a notification. Its application properties let the status view count the backlog
-    per entity without reading bodies; ``scheduled_at`` holds it back (a retry, a paused entity)."""
+    per entity without reading bodies; ``scheduled_at`` holds it back (a retry, a paused entity). A notification
+    without a correlation id of its own takes the running one (``shared.logcontext``: the trigger's), so the
+    reconcile's logs and its requeued copies carry the id of the change that started it."""
+    correlation = note.correlation_id or logcontext.correlation_id()
+    if correlation is not None and note.correlation_id is None:
+        note = note.model_copy(update={"correlation_id": correlation})  # the message id does not depend on it
     return OutgoingMessage(
         body=note.to_body(),
         message_id=note.message_id,
         correlation_id=note.correlation_id,
         subject=note.entity or "person",
-        application_properties={"entity": note.entity or "person", "source": note.source.value},
+        application_properties={
+            "entity": note.entity or "person",
+            "source": note.source.value,
+            "record": record_key(note),
+        },
         scheduled_at=scheduled_at,
     )
 

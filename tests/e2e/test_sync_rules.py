@@ -281,14 +281,18 @@ def test_a_record_level_failure_is_a_sync_error_and_the_rest_still_syncs(world: 
     listed = world.call("GET", "errors", params={"q": "length"}).json()
     assert listed["count"] == 1
     csv_text = world.call("GET", "errors.csv").text
-    assert csv_text.splitlines()[0].startswith("id,occurred_at,entity")
+    assert csv_text.splitlines()[0].startswith("id,entity,record_id,marketo_id,label,")
     assert bad_id in csv_text
+    retried = world.call("POST", f"errors/{error.id}/retry")  # not fixed yet: it fails again
+    assert (retried.status_code, retried.json()["status"]) == (202, "retrying")
+    world.settle()
+    again = world.store.get_error(error.id)
+    assert again is not None
+    assert (again.status, again.count, again.attempts) == (ErrorStatus.OPEN, 2, 1)
     world.mk.change_lead(bob["id"], title="Fixed")
-    retried = world.call("POST", f"errors/{error.id}/retry")
-    assert retried.status_code == 202
     world.settle()
     assert world.row("lead", bad_id)["jobtitle"] == "Fixed"
-    assert world.store.get_error(error.id).status is ErrorStatus.RETRYING  # type: ignore[union-attr]
+    assert world.store.get_error(error.id).status is ErrorStatus.RESOLVED  # type: ignore[union-attr]
 
 
 # --- bad input ----------------------------------------------------------------------------------------------------------
@@ -355,16 +359,15 @@ def test_a_poison_queue_message_becomes_a_sync_error_and_the_batch_goes_on(world
     assert errors[0].code == "bad-message"
 
 
-def test_status_shows_backlog_throughput_and_timers_as_json_and_html(world: World) -> None:
+def test_status_shows_backlog_throughput_and_timers_and_people_are_sent_to_the_console(world: World) -> None:
     _lead(world)
     world.fire("marketo_feed")
     data = world.call("GET", "status").json()
     lead = next(e for e in data["entities"] if e["entity"] == "lead")
     assert lead["synced_last_hour"] >= 1
     assert data["timers"]["marketo_feed"] is not None
-    page = world.call("GET", "status", params={"format": "html"})
-    assert page.headers["content-type"].startswith("text/html")
-    assert "<table>" in page.text
+    page = world.call("GET", "status", params={"format": "html"})  # the console's Status page (tests/console)
+    assert (page.status_code, page.headers["location"]) == (302, "/api/console/status")
 
 
 def test_health_needs_no_service(world: World) -> None:

@@ -85,6 +85,17 @@ def test_a_bad_marketo_call_is_refused_without_quoting_it(module_stack: LocalSta
         ("GET", "errors", {"params": {"status": MARKER}}, (400, "bad-query")),
         ("GET", "errors", {"params": {"limit": MARKER}}, (400, "bad-query")),
         ("POST", "errors/nosuchid/retry", {}, (404, "not-found")),
+        ("GET", "errors", {"params": {"direction": MARKER}}, (400, "bad-query")),
+        ("GET", "errors", {"params": {"since": MARKER}}, (400, "bad-query")),
+        ("GET", "errors", {"params": {"until": MARKER}}, (400, "bad-query")),
+        ("GET", "errors", {"params": {"since": "2026-12-02T00:00:00Z", "until": "2026-12-01T00:00:00Z"}},
+         (400, "bad-query")),
+        ("GET", "errors.csv", {"params": {"status": MARKER}}, (400, "bad-query")),
+        ("POST", "errors/retry", {"params": {"since": MARKER}}, (400, "bad-query")),
+        ("GET", "errors/nosuchid", {}, (404, "not-found")),
+        ("GET", f"errors/{MARKER}", {}, (404, "not-found")),
+        ("POST", "errors/nosuchid/ignore", {}, (404, "not-found")),
+        ("POST", "errors/nosuchid/resolve", {}, (404, "not-found")),
         ("POST", "marketo/persons/not-digits/sync-to-dynamics", {}, (400, "bad-id")),
         ("POST", "sync/pause", {"params": {"entity": MARKER}}, (404, "not-found")),
     ],
@@ -98,7 +109,7 @@ def test_admin_endpoints_refuse_bad_input_with_a_4xx_that_does_not_quote_it(
 def test_an_invalid_query_names_the_parameter(module_stack: LocalStack) -> None:
     response = call(module_stack, "GET", "errors", params={"status": "closed"})
     assert response.json()["error"]["field"] == "status"
-    assert "open, retrying, resolved" in response.json()["error"]["message"]
+    assert "open, retrying, resolved, ignored" in response.json()["error"]["message"]
 
 
 class _Unavailable:

@@ -185,6 +185,11 @@ class Backfill:
     def _importer(self, job: QuickSyncJob) -> Importer:
         return Importer(self.marketo, job, self.checkpoint, self.out_of_time)
 
+    def push(self, records: list[Record], moment: datetime) -> PageOutcome:
+        """Write the field of ``records`` (read with the field's column among theirs) to the linked Marketo records,
+        then their baselines: a force resync's refresh of Marketo, one field at a time."""
+        return self._push(records, moment)
+
     def _push(self, records: list[Record], moment: datetime) -> PageOutcome:
         """Write the column's value of every linked record to Marketo, then its baseline."""
         outcome = PageOutcome()

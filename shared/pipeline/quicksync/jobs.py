@@ -24,6 +24,11 @@ JOB_PREFIX = "quicksync:"
 MAX_PAGE_SIZE = 5000  # Dataverse's largest page
 
 
+class JobKind(StrEnum):
+    QUICK_SYNC = "quick_sync"  # one added field, Dynamics -> Marketo
+    RESYNC = "resync"  # an admin's force resync of records (:mod:`shared.pipeline.quicksync.resync`)
+
+
 class JobState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -75,6 +80,12 @@ class QuickSyncJob:
     import_digest: str | None = None
     last_error: str | None = None
     notice: str | None = None
+    kind: JobKind = JobKind.QUICK_SYNC
+    mode: str | None = None  # resync: "both_ways" | "refresh_marketo"
+    scope: str | None = None  # resync: "record" (ids) | "entity" | "modified" (a modifiedon range)
+    ids: list[str] = field(default_factory=list)  # resync of records by id
+    records_total: int | None = None  # counted when the job starts (None: unknown, or more than Dataverse counts)
+    in_flight: list[str] = field(default_factory=list)  # resync both ways: the ids of the last page queued
     etag: str | None = field(default=None, compare=False)
 
     @property
@@ -85,6 +96,7 @@ class QuickSyncJob:
         doc = asdict(self)
         doc.pop("etag")
         doc["state"] = self.state.value
+        doc["kind"] = self.kind.value
         return doc
 
     @classmethod
@@ -93,15 +105,56 @@ class QuickSyncJob:
         known = {f.name for f in fields(cls)} - {"etag"}
         values = {k: v for k, v in doc.items() if k in known}
         values["state"] = JobState(values["state"])
+        values["kind"] = JobKind(values.get("kind") or JobKind.QUICK_SYNC)
         return cls(**values, etag=checkpoint.etag)
 
-    def public(self) -> dict[str, Any]:
-        """What the admin endpoints and the status view show (the resume link is internal)."""
+    def public(self, now: datetime | None = None) -> dict[str, Any]:
+        """What the admin endpoints and the status view show (the resume link and the id list are internal), with
+        the progress reckoned from the counters: ``percent`` of ``records_total`` processed (read), the rate over
+        the time the job has run, and the seconds left at that rate (null while unknown)."""
         doc = self.to_doc()
-        doc.pop("next_link")
-        doc.pop("import_digest")
+        for internal in ("next_link", "import_digest", "ids", "in_flight"):
+            doc.pop(internal)
         doc["resumable"] = self.next_link is not None
+        doc["records_processed"] = self.records_read
+        if self.kind is JobKind.RESYNC:
+            doc["column"] = doc["marketo_field"] = None
+            doc["records_requested"] = len(self.ids) or None
+        total = self.records_total
+        if total is None and self.paged_all:
+            total = self.records_read
+        doc["records_total"] = total
+        doc["percent"] = round(min(100.0, 100.0 * self.records_read / total), 1) if total else None
+        if self.state is JobState.DONE:
+            doc["percent"] = 100.0
+        elapsed = self._elapsed(now)
+        rate = self.records_read / elapsed if elapsed and self.records_read else 0.0
+        doc["rate_per_s"] = round(rate, 2)
+        left = max(0, total - self.records_read) if total is not None else None
+        doc["eta_s"] = (round(left / rate, 1) if rate else None) if self.state.active and left is not None else None
+        if not self.state.active:
+            doc["eta_s"] = 0.0 if self.state is JobState.DONE else None
+        for name in ("created_at", "started_at", "finished_at", "updated_at"):
+            doc[name] = readable(doc[name])
         return doc
+
+    def _elapsed(self, now: datetime | None) -> float | None:
+        """Seconds the job has run: from its start to its end (or its last save, or ``now`` while it runs)."""
+        start = parse_iso(self.started_at)
+        end = parse_iso(self.finished_at) or (now if now is not None else parse_iso(self.updated_at))
+        if start is None or end is None:
+            return None
+        return max(1.0, (end - start).total_seconds())  # a job done within its first second ran at most that fast
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def readable(text: str | None) -> str | None:
+    """A job's instant as the API shows times: ISO-8601 with the UTC offset, no fraction."""
+    moment = parse_iso(text)
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat() if moment else None
 
 
 def list_jobs(store: StateStore) -> list[QuickSyncJob]:
@@ -132,7 +185,7 @@ def create_job(
     modified_to: str | None = None,
     page_size: int | None = None,
 ) -> QuickSyncJob:
-    job_id = f"{now.astimezone(UTC):%Y%m%dT%H%M%S}-{entity}-{f.dynamics}-{uuid.uuid4().hex[:6]}"
+    job_id = new_job_id(now, entity, f.dynamics)
     job = QuickSyncJob(
         id=job_id,
         entity=entity,
@@ -145,3 +198,12 @@ def create_job(
         page_size=page_size,
     )
     return save_job(store, job, now)
+
+
+def new_job_id(now: datetime, entity: str, what: str) -> str:
+    return f"{now.astimezone(UTC):%Y%m%dT%H%M%S}-{entity}-{what}-{uuid.uuid4().hex[:6]}"
+
+
+def find_job(store: StateStore, job_id: str) -> QuickSyncJob | None:
+    checkpoint = store.get_checkpoint(JOB_PREFIX + job_id)
+    return QuickSyncJob.from_checkpoint(checkpoint) if checkpoint is not None else None

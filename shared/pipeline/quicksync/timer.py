@@ -18,24 +18,38 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from shared.core.entities import Side
 from shared.core.mapping import EntityMapping, FieldState, SyncMapping
 from shared.dataverse.client import DataverseClient
+from shared.dataverse.reads import COUNT_LIMIT
 from shared.errors import Conflict, MissingColumn, SkipRecord, StopSync, SyncError
 from shared.marketo.client import MarketoClient
 from shared.pipeline.feeds import record_run
 from shared.pipeline.field_states import mark_broken, set_field_state
-from shared.pipeline.ports import LiveMapping
-from shared.pipeline.quicksync.backfill import Backfill
-from shared.pipeline.quicksync.jobs import MAX_PAGE_SIZE, JobState, QuickSyncJob, create_job, iso, list_jobs, save_job
+from shared.pipeline.ports import ChangesQueue, LiveMapping
+from shared.pipeline.quicksync.backfill import Backfill, range_filter
+from shared.pipeline.quicksync.jobs import (
+    MAX_PAGE_SIZE,
+    JobKind,
+    JobState,
+    QuickSyncJob,
+    create_job,
+    iso,
+    list_jobs,
+    parse_iso,
+    save_job,
+)
+from shared.pipeline.quicksync.resync import PAGE_SIZE as RESYNC_PAGE
+from shared.pipeline.quicksync.resync import Resync
 from shared.settings import Settings
 from shared.store.base import StateStore
 
 log = logging.getLogger(__name__)
 
 TIMER = "quick_sync"
+PACED_FOR = timedelta(seconds=60)  # a resync paced this long after its last page waits for the timer instead
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +81,7 @@ class RunReport:
     finished: list[str] = field(default_factory=list)
     adopted: list[str] = field(default_factory=list)
     out_of_time: bool = False
+    paced: bool = False  # a resync waits for its previous page to reconcile: run again shortly
     errors: list[str] = field(default_factory=list)
 
 
@@ -81,6 +96,7 @@ class _Run:
     now: Callable[[], datetime]
     mapping: SyncMapping
     started: float
+    changes: ChangesQueue | None = None
     report: RunReport = field(default_factory=RunReport)
 
     def out_of_time(self) -> bool:
@@ -96,10 +112,12 @@ def run_quick_sync(
     limits: RunLimits = DEFAULT_LIMITS,
     clock: Callable[[], float] = time.monotonic,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    changes: ChangesQueue | None = None,
 ) -> RunReport:
-    """Work the queued and running jobs, oldest first, until they are done or the time budget is spent."""
+    """Work the queued and running jobs, oldest first, until they are done or the time budget is spent.
+    ``changes``: where a both-ways resync queues its records (without it, those jobs wait)."""
     started = clock()
-    run = _Run(store, dataverse, marketo, mapping, limits, clock, now, mapping.current(), started)
+    run = _Run(store, dataverse, marketo, mapping, limits, clock, now, mapping.current(), started, changes)
     _adopt_orphans(run)
     pause = store.get_pause()
     for job in list_jobs(store):
@@ -112,7 +130,10 @@ def run_quick_sync(
             log.info("Quick Sync %s waits: %s is paused", job.id, job.entity)
             continue
         try:
-            _work(run, job)
+            if job.kind is JobKind.RESYNC:
+                work_resync(run, job)
+            else:
+                _work(run, job)
         except SkipRecord as exc:
             _restart(run, job, exc)
         except StopSync as exc:
@@ -152,10 +173,7 @@ def _work(run: _Run, job: QuickSyncJob) -> None:
         _finish(run, job, JobState.CANCELLED, f"Quick Sync of {job.entity}.{job.column} cancelled: the field {why}")
         return
     try:
-        if job.state is JobState.QUEUED:
-            job.state, job.started_at = JobState.RUNNING, iso(run.now())
-        job.runs += 1
-        job = save_job(run.store, job, run.now())  # claims the job for this run
+        _claim(run, job)
     except Conflict:
         log.info("Quick Sync %s is being worked by another instance", job.id)
         return
@@ -219,6 +237,82 @@ def _work(run: _Run, job: QuickSyncJob) -> None:
         f"refreshed, {job.records_failed} failed (see sync errors), {job.records_unlinked} not linked, "
         f"{job.records_filtered} kept out by the sync filter, "
         f"{job.records_left_to_live_sync} left to the live sync, in {job.pages} pages over {job.runs} runs"
+    )
+    _finish(run, job, JobState.DONE, notice)
+    run.report.finished.append(job.id)
+
+
+def _claim(run: _Run, job: QuickSyncJob) -> None:
+    """Start (counting the records it will read) or resume the job, saved on its ETag: claims it for this run."""
+    if job.state is JobState.QUEUED:
+        job.state, job.started_at = JobState.RUNNING, iso(run.now())
+        if job.records_total is None:
+            job.records_total = _count(run, job)
+    job.runs += 1
+    save_job(run.store, job, run.now())
+
+
+def _count(run: _Run, job: QuickSyncJob) -> int | None:
+    """The rows the job's query matches, by Dataverse's ``$count`` (None past what it counts, or if it fails: a
+    count is worth no failed job)."""
+    try:
+        counted = run.dataverse.count(job.entity, filter=range_filter(job.modified_from, job.modified_to))
+    except SyncError as exc:
+        log.info("Quick Sync %s: records not counted (%s)", job.id, exc)
+        return None
+    return counted if counted < COUNT_LIMIT else None
+
+
+def work_resync(run: _Run, job: QuickSyncJob) -> None:
+    """A force resync, page by page (:mod:`.resync`), saved after each; paced behind the live sync."""
+    entity = run.mapping.by_entity.get(job.entity)
+    if entity is None:
+        _finish(run, job, JobState.CANCELLED, f"resync of {job.entity} cancelled: the entity is no longer mapped")
+        return
+    if job.mode == "both_ways" and run.changes is None:
+        log.info("resync %s waits: this run has no changes queue", job.id)
+        return
+    try:
+        _claim(run, job)
+    except Conflict:
+        log.info("resync %s is being worked by another instance", job.id)
+        return
+    run.report.jobs.append(job.id)
+    pager = Resync(run.store, run.dataverse, run.marketo, entity, run.changes)
+    page_size = max(1, min(job.page_size or RESYNC_PAGE, MAX_PAGE_SIZE))
+    while not job.paged_all:
+        outcome = pager.page(job, page_size, run.now())
+        if outcome.paced:
+            # Nudged again shortly while its records move; stuck longer (an outage holds them), the timer's
+            # minute is soon enough.
+            saved = parse_iso(job.updated_at)
+            run.report.paced = saved is None or run.now() - saved < PACED_FOR
+            return
+        job.pages += 1
+        job.records_read += outcome.read
+        job.records_done += outcome.done
+        job.records_unlinked += outcome.unlinked
+        job.records_failed += outcome.failed
+        job.next_link, job.paged_all, job.in_flight, job.last_error = (
+            outcome.next_link,
+            outcome.last,
+            outcome.queued,
+            None,
+        )
+        run.report.pages += 1
+        run.report.records += outcome.read
+        try:
+            save_job(run.store, job, run.now())
+        except Conflict:
+            log.warning("resync %s was advanced by another instance; this run leaves it", job.id)
+            return
+        if not job.paged_all and run.out_of_time():
+            run.report.out_of_time = True
+            return
+    what = "queued for a reconcile both ways" if job.mode == "both_ways" else "refreshed in Marketo from Dynamics"
+    notice = (
+        f"Resync done: {job.entity}, {job.records_done} records {what}, {job.records_failed} failed (see sync "
+        f"errors), {job.records_unlinked} not linked or gone, in {job.pages} pages over {job.runs} runs"
     )
     _finish(run, job, JobState.DONE, notice)
     run.report.finished.append(job.id)
