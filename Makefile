@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CHECKOV_VENV ?= .venv-checkov
 
-.PHONY: run sims test check lint typecheck unit chaos bench infra-check clean
+.PHONY: run sims admin setup test check lint typecheck unit chaos bench infra-check clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,14 @@ node_modules/.installed: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
+## The console's browser tests (tests/console) drive Debian's Chromium through Playwright; Playwright's own browser
+## download (`playwright install`) is never used. Installed with apt when missing (sudo only when not root).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+$(CHROMIUM):
+	$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium || \
+	  ($(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
+
 ## Runs the product locally (simulated Dataverse and Marketo unless real tenants are configured).
 run: $(VENV)/.installed
 	$(PY) -m local $(ARGS)
@@ -25,6 +33,14 @@ run: $(VENV)/.installed
 SIMS_STATE ?= .sims
 sims: $(VENV)/.installed
 	$(PY) -m local.simulators --state $(SIMS_STATE) $(ARGS)
+
+## The admin CLI (docs/cli.md) and the setup CLI (docs/setup.md) in the project's venv:
+## `make admin ARGS="status"`, `make setup ARGS="--help"` (the same as .venv/bin/python -m shared.admin status).
+admin: $(VENV)/.installed
+	$(PY) -m shared.admin $(ARGS)
+
+setup: $(VENV)/.installed
+	$(PY) -m shared.setup $(ARGS)
 
 ## Runs every check and every test; CI calls exactly this.
 test: $(VENV)/.installed node_modules/.installed lint typecheck infra-check unit
@@ -37,7 +53,7 @@ typecheck: $(VENV)/.installed
 	$(PY) -m mypy .
 
 ## Both runs spread over every core (pytest-xdist): the tests, then the chaos suite (tests/chaos: 500 seeded scenarios).
-unit: $(VENV)/.installed node_modules/.installed
+unit: $(VENV)/.installed node_modules/.installed $(CHROMIUM)
 	$(PY) -m pytest --ignore=tests/chaos -n auto -q
 	$(PY) -m pytest tests/chaos -n auto -q
 
