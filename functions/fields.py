@@ -8,13 +8,17 @@ from http import HTTPStatus
 import azure.functions as func
 
 from functions.http import answers_errors, json_answer
+from functions.jobs import run_jobs, start_now
 from shared.pipeline import fields
+from shared.pipeline.catalogue import ColumnCache, entity_catalogue
+from shared.pipeline.quicksync.start import rerun_quick_sync
 from shared.pipeline.quicksync.status import jobs_overview
-from shared.pipeline.quicksync.timer import run_limits, run_quick_sync
 from shared.services import services
+from shared.telemetry import traced_timer
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
+_columns = ColumnCache()  # per process: one metadata read per entity and minute
 
 
 @bp.route(route="mapping", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
@@ -22,6 +26,21 @@ log = logging.getLogger(__name__)
 def mapping_show(req: func.HttpRequest) -> func.HttpResponse:
     svc = services()
     return json_answer(HTTPStatus.OK, fields.show_mapping(svc.store, svc.live_mapping))
+
+
+@bp.route(route="mapping/{entity}/catalogue", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@answers_errors
+def mapping_catalogue(req: func.HttpRequest) -> func.HttpResponse:
+    svc = services()
+    found = entity_catalogue(
+        req.route_params["entity"],
+        mapping=svc.mapping,
+        dataverse=svc.dataverse,
+        sync_user_id=lambda: svc.sync_user_id,
+        cache=_columns,
+        now=svc.clock(),
+    )
+    return json_answer(HTTPStatus.OK, found)
 
 
 @bp.route(route="mapping/{entity}/fields", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
@@ -37,6 +56,7 @@ def mapping_add_field(req: func.HttpRequest) -> func.HttpResponse:
         mapping=svc.live_mapping,
         sync_user_id=lambda: svc.sync_user_id,
     )
+    start_now(svc, added.job)  # the Quick Sync starts at once, not at the timer's next tick
     return json_answer(HTTPStatus.ACCEPTED, added.view())
 
 
@@ -56,16 +76,20 @@ def quick_sync_jobs(req: func.HttpRequest) -> func.HttpResponse:
     return json_answer(HTTPStatus.OK, jobs_overview(services().store))
 
 
-@bp.timer_trigger(arg_name="timer", schedule="%QUICK_SYNC_SCHEDULE%", run_on_startup=False)
-def quick_sync(timer: func.TimerRequest) -> None:
+@bp.route(route="quicksync", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@answers_errors
+def quick_sync_again(req: func.HttpRequest) -> func.HttpResponse:
+    """``{"entity", "column"}``: the field's Quick Sync now. 202 with the new job; 200 with the one queued or running."""
     svc = services()
-    report = run_quick_sync(svc.store, svc.dataverse, svc.marketo, svc.live_mapping, limits=run_limits(svc.settings))
-    if report.jobs or report.adopted:
-        log.info(
-            "Quick Sync: %d pages, %d records, jobs %s, finished %s%s",
-            report.pages,
-            report.records,
-            report.jobs,
-            report.finished,
-            " (time budget spent; the next run resumes)" if report.out_of_time else "",
-        )
+    job, created = rerun_quick_sync(svc.store, svc.live_mapping.current(), req.get_body(), now=svc.clock())
+    if created:
+        start_now(svc, job)
+    status = HTTPStatus.ACCEPTED if created else HTTPStatus.OK
+    return json_answer(status, {"job": job.public(svc.clock()), "created": created})
+
+
+@bp.timer_trigger(arg_name="timer", schedule="%QUICK_SYNC_SCHEDULE%", run_on_startup=False)
+@traced_timer
+def quick_sync(timer: func.TimerRequest) -> None:
+    """The safety net: every queued or running job, whatever nudge was lost; also resumes runs cut short."""
+    run_jobs(services(), "timer")

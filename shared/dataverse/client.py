@@ -8,7 +8,7 @@ metadata and column security (:mod:`~shared.dataverse.metadata`). Callers import
 
 from __future__ import annotations
 
-from shared.dataverse.metadata import AttributeInfo, ColumnPrivilege, DataverseMetadata
+from shared.dataverse.metadata import AttributeInfo, ColumnDescription, ColumnPrivilege, DataverseMetadata
 from shared.dataverse.reads import MAX_PAGE_SIZE, Change, ChangeFeed, DataverseReads
 from shared.dataverse.session import STANDARD_ENTITIES, EntityInfo, WhoAmI
 from shared.dataverse.writes import BatchResult, DataverseWrites, RecordUpdate, entity_id_from_header
@@ -25,6 +25,7 @@ __all__ = [
     "BatchResult",
     "Change",
     "ChangeFeed",
+    "ColumnDescription",
     "ColumnPrivilege",
     "DataverseClient",
     "EntityInfo",

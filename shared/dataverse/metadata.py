@@ -22,6 +22,20 @@ class AttributeInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ColumnDescription:
+    """A column as a catalogue shows it: its name and label, its type, and what the Web API lets anyone do."""
+
+    logical_name: str
+    attribute_type: str
+    metadata_type: str  # the metadata class, e.g. "MultiSelectPicklistAttributeMetadata" ("" when not said)
+    display_name: str
+    valid_for_read: bool
+    valid_for_update: bool
+    is_secured: bool
+    metadata_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ColumnPrivilege:
     attribute_id: str
     can_read: bool
@@ -57,6 +71,28 @@ class DataverseMetadata(DataverseSession):
                 is_secured=bool(row.get("IsSecured")),
                 metadata_id=str(row["MetadataId"]).lower() if row.get("MetadataId") else None,
                 max_length=lengths.get(row["LogicalName"]),
+            )
+            for row in rows
+        ]
+
+    def describe_columns(self, entity: str) -> list[ColumnDescription]:
+        """Every column of a table with its display label, in one metadata read."""
+        rows = self._get_json(
+            f"EntityDefinitions(LogicalName={odata_literal(entity)})/Attributes",
+            params={
+                "$select": "LogicalName,AttributeType,DisplayName,IsValidForRead,IsValidForUpdate,IsSecured,MetadataId"
+            },
+        )["value"]
+        return [
+            ColumnDescription(
+                logical_name=str(row["LogicalName"]),
+                attribute_type=str(row.get("AttributeType")),
+                metadata_type=str(row.get("@odata.type") or "").removeprefix("#Microsoft.Dynamics.CRM."),
+                display_name=_label(row.get("DisplayName")),
+                valid_for_read=bool(row.get("IsValidForRead")),
+                valid_for_update=bool(row.get("IsValidForUpdate")),
+                is_secured=bool(row.get("IsSecured")),
+                metadata_id=str(row["MetadataId"]).lower() if row.get("MetadataId") else None,
             )
             for row in rows
         ]
