@@ -124,13 +124,29 @@ class _PacedClock(FakeClock):
         super().sleep(seconds)
 
 
+class _HeldUntilRefused:
+    """The simulator's latency, independent of how loaded the machine is: each call keeps its slot until Marketo
+    has refused one call for concurrency (615), or for at most ``patience`` seconds of real time. So calls overlap
+    whenever the client lets more than ten through, however slowly the threads are scheduled."""
+
+    def __init__(self, patience: float) -> None:
+        self.patience = patience
+        self.sim: MarketoSimulator | None = None
+
+    def sleep(self, _seconds: float) -> None:
+        deadline = time.monotonic() + self.patience
+        while time.monotonic() < deadline and not (self.sim is not None and self.sim.rejections["615"]):
+            time.sleep(0.002)
+
+
 @pytest.mark.parametrize(("max_concurrency", "expect_615"), [(10, False), (40, True)])
 def test_concurrency_limit(
     mode: Mode, loopback: tuple[Switchboard, str], max_concurrency: int, expect_615: bool
 ) -> None:
     clock = _PacedClock()
-    # Calls take 50 ms of real time so that they overlap.
-    sim = MarketoSimulator(clock=clock.time, sleep=time.sleep, latency=0.05)
+    held = _HeldUntilRefused(patience=0.3)
+    sim = MarketoSimulator(clock=clock.time, sleep=held.sleep, latency=0.05)
+    held.sim = sim
     limiter = RateLimiter(max_concurrency=max_concurrency, clock=clock.time, sleep=clock.sleep)
     patient = Backoff(max_attempts=20, budget=10_000.0)
     with marketo_harness(mode, sim=sim, clock=clock, loopback=loopback, limiter=limiter, backoff=patient) as h:
