@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions import admin, deadletters, fields, health, sync, timers, webhooks
+from functions import admin, console, deadletters, errors, fields, health, jobs, records, sync, timers, webhooks
 
 BLUEPRINTS: tuple[func.Blueprint, ...] = (
     health.bp,
@@ -13,6 +13,10 @@ BLUEPRINTS: tuple[func.Blueprint, ...] = (
     sync.bp,
     timers.bp,
     admin.bp,
+    errors.bp,
     deadletters.bp,
     fields.bp,
+    jobs.bp,
+    console.bp,
+    records.bp,
 )

@@ -8,6 +8,7 @@ import azure.functions as func
 
 from shared.pipeline import dequeue
 from shared.services import services
+from shared.telemetry import log_decisions, traced_messages
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
     connection="ServiceBusConnection",
     cardinality=func.Cardinality.MANY,
 )
+@traced_messages
 def reconcile(messages: list[func.ServiceBusMessage]) -> None:
     """Returns normally (the messages complete) when the batch was reconciled, and also when Marketo or Dataverse
     is unavailable: the records' pending marks then wait for the circuit's probe, so an outage never burns the
@@ -37,6 +39,7 @@ def reconcile(messages: list[func.ServiceBusMessage]) -> None:
     except Exception as exc:  # not an outage (those return): kept on the marks for the sweep's give-up error
         svc.pending.failed(batch.notifications, f"{type(exc).__name__}: {exc}"[:500])
         raise
+    log_decisions(report.decisions, batch.notifications)
     if report.waiting_on is not None:
         log.warning(
             "%s unavailable: %d notification(s) completed, their records wait for the probe",

@@ -15,6 +15,7 @@ from functions.http import answers_errors, json_answer
 from shared.pipeline import webhooks
 from shared.pipeline.intake import Ignored
 from shared.services import services
+from shared.telemetry import traced_http
 
 bp = func.Blueprint()
 
@@ -30,6 +31,7 @@ def _answer(outcome: webhooks.Queued | Ignored) -> func.HttpResponse:
 
 
 @bp.route(route="dataverse/webhook", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@traced_http
 @answers_errors
 def dataverse_webhook(req: func.HttpRequest) -> func.HttpResponse:
     svc = services()
@@ -44,6 +46,7 @@ def dataverse_webhook(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="marketo/webhook", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@traced_http
 @answers_errors
 def marketo_webhook(req: func.HttpRequest) -> func.HttpResponse:
     svc = services()

@@ -17,8 +17,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import function_app
+from local.session import ENV, SESSION, session_settings, write_session
 from local.simulators.stopping import wait_for_stop
 from local.stack import LocalStack
+from shared.logcontext import log_to_console
 from shared.settings import Settings
 
 _SETTING_NAMES = {
@@ -40,8 +42,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--sims", type=Path, default=None, metavar="DIR", help="use the simulators of python -m local.simulators"
     )
+    parser.add_argument(
+        "--session", type=Path, default=SESSION, metavar="DIR",
+        help=f"where the addresses and made-up credentials go for the README's commands (default {SESSION})",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_to_console(Settings().log_format)  # LOG_FORMAT: text for people (the default), json lines
     logging.getLogger("httpx").setLevel(logging.WARNING)
     overrides = {k: v for k, v in os.environ.items() if k in _SETTING_NAMES}
     sims = read_sims(args.sims) if args.sims is not None else None
@@ -57,7 +63,12 @@ def main(argv: list[str] | None = None) -> None:
         state_path=state,
         sims=sims,
     ).start()
+    settings = session_settings(stack, sims)
+    if settings is not None:
+        write_session(args.session, settings)
     print(banner(stack, sims), flush=True)
+    if settings is not None:
+        print(f"\nThe README's commands: . {args.session / ENV}  (API, DV, MK and these credentials)", flush=True)
     try:
         wait_for_stop()
     finally:
@@ -79,7 +90,9 @@ def banner(stack: LocalStack, sims: dict[str, str] | None = None) -> str:
     lines = [
         "",
         "Dynamics 365 <-> Marketo sync is running locally.",
-        f"  functions      {host}/api/  (status: {host}/api/status?format=html)",
+        f"  console        {host}/api/console{'?code=$LOCAL_FUNCTIONS_KEY' if stack.host.requires_key else ''}",
+        f"  admin CLI      .venv/bin/python -m shared.admin --url {host} status",
+        f"  functions      {host}/api/",
     ]
     for route in stack.host.functions.http:
         lines.append(f"    {'/'.join(sorted(route.methods)):<10} /api/{route.route}")

@@ -39,6 +39,7 @@ from shared.store.base import StateStore
 from shared.store.mapping import MappingRepository
 from shared.store.sqlite import sqlite_store
 from shared.store.tables import TableRows, table_store
+from shared.telemetry import trace_client, traced_sender
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class Services:
     def changes(self) -> ChangesQueue:
         """The queue notifications wait on for the reconcile function (``SYNC_CHANGES_QUEUE``): every intake
         sends through it, so each record is marked pending in the store before its message is sent."""
-        return MarkingQueue(self.queue, self.settings.changes_queue, self.pending)
+        return MarkingQueue(traced_sender(self.queue), self.settings.changes_queue, self.pending)
 
     @property
     def pending(self) -> PendingWork:
@@ -145,7 +146,7 @@ class Services:
             self.store,
             self.dataverse,
             self.marketo,
-            self.queue,
+            traced_sender(self.queue),
             self.settings.changes_queue,
             live=self.live_mapping,
             clock=self.clock,
@@ -205,6 +206,7 @@ def build_dataverse(
     """The Dataverse client for a real tenant: MSAL client credentials, one app per process. ``sleep`` and
     ``clock`` pace its retries and measure their budget (a test that skips the waits moves the clock)."""
     secret = settings.dataverse_client_secret.get_secret_value()
+    trace_client(http, {settings.dataverse_url: "Dataverse", settings.dataverse_authority_host: "Entra ID"})
     tokens = MsalTokenSource(
         confidential_client(
             tenant_id=settings.dataverse_tenant_id,
@@ -238,10 +240,12 @@ def build_marketo(
 ) -> MarketoClient:
     """``sleep`` and ``clock`` pace its retries and its rate limiter (the local host's tests skip the waits); ``now``
     is what a quota reset is reckoned from."""
+    identity_url = settings.marketo_identity_url or settings.marketo_base_url.rstrip("/") + "/identity"
+    trace_client(http, {settings.marketo_base_url: "Marketo", identity_url: "Marketo"})
     return MarketoClient(
         http,
         base_url=settings.marketo_base_url,
-        identity_url=settings.marketo_identity_url or settings.marketo_base_url.rstrip("/") + "/identity",
+        identity_url=identity_url,
         client_id=settings.marketo_client_id,
         client_secret=settings.marketo_client_secret,
         limiter=marketo_limiter(settings, clock=clock, sleep=sleep),

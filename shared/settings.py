@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     )
     marketo_headroom: float = Field(default=0.1, ge=0.0, lt=1.0, validation_alias=AliasChoices("MARKETO_HEADROOM"))
     marketo_daily_quota: int = Field(default=50_000, ge=1, validation_alias=AliasChoices("MARKETO_DAILY_QUOTA"))
+    marketo_ui_url: str = Field(default="https://app.marketo.com", validation_alias=AliasChoices("MARKETO_UI_URL"))
 
     function_app_url: str = Field(
         default="", validation_alias=AliasChoices("FUNCTION_APP_URL", "AZURE_FUNCTION_APP_URL")
@@ -147,6 +148,22 @@ class Settings(BaseSettings):
     person_claim_timeout_seconds: float = Field(
         default=60.0, gt=0, validation_alias=AliasChoices("SYNC_PERSON_CLAIM_TIMEOUT_SECONDS")
     )
+
+    # --- Record history (docs/record-history.md) ------------------------------------------------------------------
+    history_retention_days: int = Field(
+        default=14, ge=1, le=366, validation_alias=AliasChoices("HISTORY_RETENTION_DAYS")
+    )
+    history_max_entries: int = Field(default=50, ge=1, le=1000, validation_alias=AliasChoices("HISTORY_MAX_ENTRIES"))
+    history_prune_schedule: str = Field(default="0 20 * * * *", validation_alias=AliasChoices("HISTORY_PRUNE_SCHEDULE"))
+
+    # --- Telemetry and logs (docs/telemetry.md) -----------------------------------------------------------------
+    applicationinsights_connection_string: SecretStr = Field(
+        default=SecretStr(""), validation_alias=AliasChoices("APPLICATIONINSIGHTS_CONNECTION_STRING")
+    )
+    applicationinsights_authentication_string: str = Field(
+        default="", validation_alias=AliasChoices("APPLICATIONINSIGHTS_AUTHENTICATION_STRING")
+    )
+    log_format: Literal["text", "json"] = Field(default="text", validation_alias=AliasChoices("LOG_FORMAT"))
 
     # --- Local host (python -m local) ----------------------------------------------------------------------------
     local_functions_key: SecretStr = Field(default=SecretStr(""), validation_alias=AliasChoices("LOCAL_FUNCTIONS_KEY"))

@@ -30,7 +30,7 @@ from shared.marketo.client import MarketoClient
 from shared.queueing import DeadLetterQueue
 from shared.services import build_dataverse, build_marketo, build_store, load_stored_mapping
 from shared.settings import Settings
-from shared.setup import deadletters
+from shared.setup import deadletters, local_target
 from shared.setup.commands import Outcome, register, unregister
 from shared.setup.marketo_setup import check_marketo, daily_usage, webhook_definition
 from shared.setup.registration import Op
@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     reg.add_argument("--url", help=f"the Function App's webhook URL (…{DATAVERSE_ROUTE}) or its base URL")
     reg.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     reg.add_argument("--verbose", action="store_true", help="list unchanged registrations too")
+    reg.add_argument(
+        "--local", nargs="?", const="", default=None, metavar="SETTINGS_JSON",
+        help="register in the simulated Dataverse make run (or make sims) is running, for its local host",
+    )  # fmt: skip
 
     unreg = commands.add_parser("unregister", parents=[common], help="remove what register created")
     unreg.add_argument("--dry-run", action="store_true", help="show what would be removed")
@@ -68,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--url", help="the expected Dataverse webhook URL (default: the registered one)")
     val.add_argument("--json", action="store_true", help="machine-readable output")
     val.add_argument("--create-marketo-fields", action="store_true", help="create missing Marketo custom person fields")
+    val.add_argument(
+        "--local", nargs="?", const="", default=None, metavar="SETTINGS_JSON",
+        help="check the simulated tenants make run (or make sims) is running: their settings file, by default "
+        ".local/run/settings.json, else .sims/settings.json; the local host's webhook URL is the one expected",
+    )  # fmt: skip
 
     deadletters.add_commands(commands, common)
     return parser
@@ -146,6 +155,11 @@ def main(
     stream = out or sys.stdout
     args = _parser().parse_args(argv)
     try:
+        if getattr(args, "local", None) is not None:
+            local, local_http, local_url, path = local_target.local_setup(args.local)
+            if not getattr(args, "json", False):
+                print(f"Validating the local setup of {path}", file=stream)
+            settings, http, args.url = settings or local, http or local_http, args.url or local_url
         settings = settings or load_settings(args.settings_file)
         if args.command == "deadletters":
             return deadletters.run(args, settings, stream, dead_letters=dead_letters, store=store)
@@ -250,7 +264,8 @@ def _validate(
     print("Validate setup", file=out)
     checks = validator.run(report=lambda c: _print_check(out, c))
     failed = [c for c in checks if c.status is not Status.PASS]
-    print(f"{len(checks) - len(failed)} passed, {len(failed)} failed or skipped", file=out)
+    skipped = sum(1 for c in checks if c.status is Status.SKIP)
+    print(f"{len(checks) - len(failed)} passed, {len(failed) - skipped} failed, {skipped} skipped", file=out)
     return 0 if not failed else 1
 
 

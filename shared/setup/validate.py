@@ -107,10 +107,28 @@ class Validator:
 
     # --- Dataverse ------------------------------------------------------------------------------------------
 
+    def dataverse_items(self) -> list[str]:
+        """The Dataverse items after the credentials, by name: each is SKIPped, with why, when they fail."""
+        tables = [
+            f"{item} {e.entity}"
+            for e in self.mapping.entities
+            for item in ("Read access to", "Columns of", "Change tracking on")
+        ]
+        return ["Application user", "Column security privileges", *tables, "Webhook registration"]
+
+    def marketo_items(self) -> list[str]:
+        """The Marketo items after the credentials, by name (as :meth:`marketo_checks` names them)."""
+        persons = [e for e in self.mapping.entities if e.rule.marketo_object is MarketoObject.PERSON]
+        objects = [_object_check_name(e) for e in self.mapping.entities if e not in persons]
+        return ["Marketo person fields", *(["Marketo link fields"] if persons else []), *objects]
+
     def dataverse_checks(self) -> list[Check]:
         client = self.dataverse
         if client is None:
-            return [_failed("Dataverse credentials", "no Dataverse client", "set DATAVERSE_URL and the app settings")]
+            return [
+                _failed("Dataverse credentials", "no Dataverse client", "set DATAVERSE_URL and the app settings"),
+                *(_skipped(n, "needs a Dataverse client") for n in self.dataverse_items()),
+            ]
         try:
             me = client.whoami()
         except SyncError as exc:
@@ -121,9 +139,10 @@ class Validator:
                 else "check DATAVERSE_URL, DATAVERSE_TENANT_ID, DATAVERSE_CLIENT_ID and DATAVERSE_CLIENT_SECRET "
                 "(Entra admin center > App registrations > the app > Certificates & secrets: expired?)"
             )
+            why = f"needs Dataverse credentials (they failed: {exc.code or type(exc).__name__})"
             return [
                 _failed("Dataverse credentials", f"no token or WhoAmI refused: {exc}", fix),
-                _skipped("Dataverse tables and registration", "needs Dataverse credentials"),
+                *(_skipped(n, why) for n in self.dataverse_items()),
             ]
         checks = [_passed("Dataverse credentials", f"token issued; WhoAmI answers user {me.user_id}")]
         user_id = (self.settings.dataverse_sync_user_id or me.user_id).lower()
@@ -293,12 +312,15 @@ class Validator:
 
     def marketo_checks(self) -> list[Check]:
         if self.marketo is None:
-            return [_failed("Marketo credentials", "no Marketo client", "set MARKETO_BASE_URL and the credentials")]
+            return [
+                _failed("Marketo credentials", "no Marketo client", "set MARKETO_BASE_URL and the credentials"),
+                *(_skipped(n, "needs a Marketo client") for n in self.marketo_items()),
+            ]
         result = check_marketo(self.marketo)
         if not result.ok:
             return [
                 _failed("Marketo credentials", result.detail, result.fix or ""),
-                _skipped("Marketo fields", "needs Marketo credentials"),
+                *(_skipped(n, "needs Marketo credentials (they failed)") for n in self.marketo_items()),
             ]
         detail = result.detail
         if self.http is not None:
@@ -384,8 +406,7 @@ class Validator:
             MarketoObject.OPPORTUNITY: self.marketo.describe_opportunities,
             MarketoObject.SALES_PERSON: self.marketo.describe_sales_persons,
         }
-        label = entity.custom_object if kind is MarketoObject.CUSTOM_OBJECT else kind.value
-        name = f"Marketo {label} fields (for {entity.entity})"
+        name = _object_check_name(entity)
         where = (
             f"Admin > Marketo Custom Objects > {entity.custom_object} > add the fields, then Approve"
             if kind is MarketoObject.CUSTOM_OBJECT
@@ -404,3 +425,9 @@ class Validator:
         if missing:
             return _failed(name, f"missing in Marketo: {', '.join(missing)}", where)
         return _passed(name, f"all {len(set(wanted))} fields present")
+
+
+def _object_check_name(entity: EntityMapping) -> str:
+    kind = entity.rule.marketo_object
+    label = entity.custom_object if kind is MarketoObject.CUSTOM_OBJECT else kind.value
+    return f"Marketo {label} fields (for {entity.entity})"

@@ -35,7 +35,7 @@ def test_passes_on_a_provisioned_and_registered_setup(world: World) -> None:
     code, out = world.run("validate", "--url", HOOK)  # the human-readable form
     assert code == 0
     assert "  PASS  Change tracking on lead" in out
-    assert "0 failed or skipped" in out
+    assert "0 failed, 0 skipped" in out
 
 
 def test_webhook_registration_missing_or_stale(world: World) -> None:
@@ -154,7 +154,9 @@ def test_a_wrong_marketo_secret(world: World) -> None:
     assert check["status"] == "FAIL"
     assert "identity" in check["detail"]
     assert "MARKETO_CLIENT_SECRET" in check["fixes"][0]
-    assert checks["Marketo fields"]["status"] == "SKIP"
+    for name in ("Marketo person fields", "Marketo link fields", "Marketo company fields (for account)"):
+        assert checks[name]["status"] == "SKIP", name  # each item named, none dropped
+        assert checks[name]["detail"].startswith("needs Marketo credentials")
     assert checks["Dataverse credentials"]["status"] == "PASS"
     assert wrong not in out
 
@@ -165,7 +167,12 @@ def test_wrong_dataverse_credentials_skip_the_dataverse_items(world: World) -> N
     assert code == 1
     assert checks["Dataverse credentials"]["status"] == "FAIL"
     assert "DATAVERSE_CLIENT_SECRET" in checks["Dataverse credentials"]["fixes"][0]
-    assert checks["Dataverse tables and registration"]["status"] == "SKIP"
+    skipped = {n for n, c in checks.items() if c["status"] == "SKIP"}
+    for entity in world.mapping.entities:  # every item the credentials would have allowed, each with why
+        for item in ("Read access to", "Columns of", "Change tracking on"):
+            assert f"{item} {entity.entity}" in skipped
+    assert {"Application user", "Webhook registration"} <= skipped
+    assert "invalid_client" in checks["Webhook registration"]["detail"]
     assert checks["Marketo credentials"]["status"] == "PASS"
     assert wrong not in out
 
