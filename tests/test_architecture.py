@@ -33,6 +33,22 @@ IO_LIBRARIES = (
 )
 
 
+EVERYTHING_BUT_CORE = (
+    "shared.dataverse",
+    "shared.marketo",
+    "shared.store",
+    "shared.queueing",
+    "shared.http",
+    "shared.pipeline",
+    "shared.services",
+    "shared.settings",
+    "shared.setup",
+    "functions",
+    "local",
+    "tests",
+)
+
+
 @dataclass(frozen=True)
 class Layer:
     name: str
@@ -45,21 +61,7 @@ LAYERS = (
     Layer(
         "core",
         ("shared.core",),
-        (
-            "shared.dataverse",
-            "shared.marketo",
-            "shared.store",
-            "shared.queueing",
-            "shared.http",
-            "shared.pipeline",
-            "shared.services",
-            "shared.settings",
-            "shared.setup",
-            "functions",
-            "local",
-            "tests",
-            *IO_LIBRARIES,
-        ),
+        (*EVERYTHING_BUT_CORE, *IO_LIBRARIES),
         "the decisions are pure: values in, values out, no I/O",
     ),
     Layer(
@@ -100,21 +102,7 @@ LAYERS = (
     Layer(
         "admin CLI",
         ("shared.admin",),
-        (
-            "shared.core",
-            "shared.dataverse",
-            "shared.marketo",
-            "shared.store",
-            "shared.queueing",
-            "shared.http",
-            "shared.pipeline",
-            "shared.services",
-            "shared.settings",
-            "shared.setup",
-            "functions",
-            "local",
-            "tests",
-        ),
+        ("shared.core", *EVERYTHING_BUT_CORE),
         "the admin CLI speaks only the app's HTTP API, so it does the same against the local host and a deployed app",
     ),
     Layer(
