@@ -25,7 +25,7 @@ def run_jobs(svc: Services, why: str) -> RunReport:
     report = run_quick_sync(
         svc.store,
         svc.dataverse,
-        svc.marketo,
+        svc.backfill,  # the backfill lane: live changes keep their share of Marketo's budget
         svc.live_mapping,
         limits=run_limits(svc.settings),
         now=svc.clock,

@@ -26,8 +26,10 @@ from shared.core.mapping import SyncMapping
 from shared.dataverse.auth import BearerAuth, MsalTokenSource, confidential_client
 from shared.dataverse.client import DataverseClient
 from shared.errors import SyncError
+from shared.marketo.budget import BudgetLimits, Lane
 from shared.marketo.caller import utcnow
 from shared.marketo.client import MarketoClient
+from shared.marketo.lanes import LaneLimiter
 from shared.marketo.limiter import RateLimiter
 from shared.pipeline.circuit import Circuits
 from shared.pipeline.pending import MarkingQueue, PendingWork
@@ -36,6 +38,7 @@ from shared.pipeline.reconcile import Reconciler
 from shared.queueing import QueueObserver, QueueSender, ServiceBusObserver, ServiceBusQueueSender
 from shared.settings import Settings, get_settings
 from shared.store.base import StateStore
+from shared.store.budget import StoreLedger
 from shared.store.mapping import MappingRepository
 from shared.store.sqlite import sqlite_store
 from shared.store.tables import TableRows, table_store
@@ -54,11 +57,24 @@ class Services:
     marketo: MarketoClient
     observer: QueueObserver | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # the local host injects its own
+    marketo_backfill: MarketoClient | None = None
+    """The Marketo client of the job runners (Quick Sync, resyncs, bulk imports, sweeps): the backfill lane of
+    the shared budget. Built with ``marketo``'s live lane on creation unless given (docs/budgets.md)."""
     _mapping: SyncMapping | None = field(default=None, repr=False)
     _mapping_etag: str | None = field(default=None, repr=False)
     _mapping_checked: float = field(default=0.0, repr=False)
     _sync_user_id: str | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.marketo_backfill is None:
+            self.marketo, self.marketo_backfill = marketo_lanes(self.settings, self.store, self.marketo)
+
+    @property
+    def backfill(self) -> MarketoClient:
+        """``marketo_backfill``, never None (set on creation)."""
+        assert self.marketo_backfill is not None
+        return self.marketo_backfill
 
     @property
     def mapping(self) -> SyncMapping:
@@ -166,10 +182,42 @@ def load_stored_mapping(store: StateStore, settings: Settings) -> SyncMapping:
     return MappingRepository(store, lambda: mapping_file_text(settings)).load().mapping
 
 
+def budget_limits(settings: Settings) -> BudgetLimits:
+    return BudgetLimits(
+        calls_per_window=settings.marketo_calls_per_20s,
+        headroom=settings.marketo_headroom,
+        max_concurrency=settings.marketo_max_concurrency,
+        live_reserve=settings.marketo_live_reserve_percent / 100.0,
+        daily_quota=settings.marketo_daily_quota,
+        daily_reserve=settings.marketo_daily_reserve_percent / 100.0,
+    )
+
+
+def marketo_lanes(settings: Settings, store: StateStore, client: MarketoClient) -> tuple[MarketoClient, MarketoClient]:
+    """The live and the backfill client over one connection and token, each drawing from its lane of the budget
+    all instances share through the state store (``MARKETO_BUDGET=shared``), with ``client``'s own fixed-share
+    limiter as the fallback while the store is unreachable. ``MARKETO_BUDGET=process``: both use that share."""
+    if settings.marketo_budget != "shared":
+        return client, client
+    # Grants are stamped on the wall clock, which every instance shares; a test's injected clock is kept (it
+    # is what the test's sleep moves), the real monotonic one is not comparable across machines.
+    clock = time.time if client.clock is time.monotonic else client.clock
+    if isinstance(client.limiter, LaneLimiter):  # the live client of services built before: its budget
+        live, ledger, fallback = client, client.limiter.ledger, client.limiter.fallback
+    else:
+        ledger, fallback = StoreLedger(store, budget_limits(settings)), client.limiter
+        live = client.with_limiter(LaneLimiter(ledger, Lane.LIVE, fallback=fallback, clock=clock, sleep=client.wait))
+    backfill = LaneLimiter(
+        ledger, Lane.BACKFILL, fallback=fallback, clock=clock, sleep=client.wait, usage_reader=live.usage_today
+    )
+    return live, client.with_limiter(backfill)
+
+
 def marketo_limiter(
     settings: Settings, *, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
 ) -> RateLimiter:
-    """This instance's share of Marketo's per-instance limits: they hold however far the app scales out."""
+    """A fixed share of Marketo's per-instance limits (1 / ``MARKETO_CALLERS``): the fallback of the shared budget
+    while the state store is unreachable, and the whole limiter with ``MARKETO_BUDGET=process``."""
     instances = max(1, settings.api_callers)
     return RateLimiter(
         calls_per_window=max(1, math.floor(settings.marketo_calls_per_20s / instances)),

@@ -15,6 +15,7 @@ from types import TracebackType
 
 from shared.core.circuit import Circuit, ProbeSchedule, failed, succeeded
 from shared.errors import Conflict, QuotaExhausted, RetryLater
+from shared.marketo.lanes import DAILY_RESERVE
 from shared.store.base import StateStore
 from shared.store.tables import STORE_UNAVAILABLE
 
@@ -43,8 +44,8 @@ def outage_of(exc: BaseException) -> Outage | None:
     """The outage an exception means: :class:`RetryLater` (and :class:`Throttled`) past the clients' retries or
     :class:`QuotaExhausted`, raised by the Marketo or Dataverse client. None for anything else: a bug, a refusal,
     or the state store (its own failures are redelivered by Service Bus)."""
-    if not isinstance(exc, RetryLater | QuotaExhausted) or exc.code == STORE_UNAVAILABLE:
-        return None
+    if not isinstance(exc, RetryLater | QuotaExhausted) or exc.code in (STORE_UNAVAILABLE, DAILY_RESERVE):
+        return None  # the daily reserve stops backfills only: Marketo still answers, live traffic goes on
     service = _raised_in(exc.__traceback__)
     if service not in SERVICES:
         return None

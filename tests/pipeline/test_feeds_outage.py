@@ -13,7 +13,8 @@ import pytest
 
 from shared.core.circuit import ProbeSchedule
 from shared.errors import QuotaExhausted, RetryLater, Throttled
-from shared.pipeline.circuit import DATAVERSE, MARKETO, Circuits, Outage
+from shared.marketo.lanes import DAILY_RESERVE
+from shared.pipeline.circuit import DATAVERSE, MARKETO, Circuits, Outage, outage_of
 from shared.pipeline.feeds import Unavailable, while_available
 from shared.store.sqlite import sqlite_store
 from shared.store.tables import STORE_UNAVAILABLE
@@ -135,3 +136,14 @@ def test_anything_but_a_clients_outage_still_raises_and_leaves_the_circuit_close
     with pytest.raises(type(exc)):
         while_available(circuits, MARKETO, "Marketo feed", _raising(module, exc))
     assert not circuits.get(MARKETO).is_open
+
+
+def test_a_backfill_at_the_daily_reserve_waits_without_opening_the_circuit(circuits: Circuits) -> None:
+    """The backfill lane's daily reserve (shared/marketo/lanes.py) is no outage: Marketo still answers and live
+    changes go on, so the verification sweep just waits for the quota's reset and the circuit stays closed."""
+    reset = T0 + timedelta(hours=6)
+    reserve = QuotaExhausted("only the live reserve is left", code=DAILY_RESERVE, resets_at=reset)
+    result = while_available(circuits, MARKETO, "verification sweep", _raising("shared.marketo.lanes", reserve))
+    assert result == Unavailable(MARKETO, str(reserve), False, reset)
+    assert not circuits.get(MARKETO).is_open
+    assert outage_of(reserve) is None

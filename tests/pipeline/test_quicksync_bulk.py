@@ -136,7 +136,7 @@ def test_a_failed_import_row_becomes_a_sync_error_naming_its_record(bulk_stack: 
 
 def crash_once(stack: LocalStack, when: Callable[[ImportStatus], bool], error: Callable[[], Exception]) -> list[int]:
     """The product's Marketo client raises ``error()`` once, the first time a status poll answers ``when``."""
-    client = stack.services.marketo
+    client = stack.services.backfill  # the job runner's client: the backfill lane of the budget
     real = client.import_status
     seen: list[int] = []
 
