@@ -104,6 +104,7 @@ class _Work:
     values: dict[str, Any]
     baseline: dict[str, Canonical]
     clock: Callable[[], datetime]
+    owner_id: str | None = None  # the Dynamics user a created lead is assigned to (None: Dataverse's default)
 
 
 def _utcnow() -> datetime:
@@ -125,8 +126,12 @@ def sync_person_to_dynamics(
     clock: Callable[[], datetime] = _utcnow,
     sleep: Callable[[float], None] = time.sleep,
     owner: str | None = None,
+    owner_id: str | None = None,
 ) -> PersonSynced:
-    """Link the person to its Dynamics lead or contact, creating a lead only when none is there; see the module."""
+    """Link the person to its Dynamics lead or contact, creating a lead only when none is there; see the module.
+
+    ``owner_id``: the ``systemuserid`` a created lead is assigned to (``ownerid@odata.bind``). A record that is
+    matched or already linked keeps its owner here; a caller that wants it reassigned does that itself."""
     person_id = marketo_person_id(marketo_id)
     linked = store.find_by_marketo("lead", person_id)
     if linked is not None:
@@ -137,7 +142,7 @@ def sync_person_to_dynamics(
         raise NotFound("Marketo has no person with this id", code="not-found")
     values, baseline = lead_values(lead, person, person_id)
     email = str(person.get("email") or "").strip() or None
-    work = _Work(store, mapping, dataverse, marketo, person_id, email, values, baseline, clock)
+    work = _Work(store, mapping, dataverse, marketo, person_id, email, values, baseline, clock, owner_id)
     held = _claim(store, person_id, owner or _owner(), clock, sleep, timedelta(seconds=claim_timeout))
     if isinstance(held, PersonSynced):
         return held
@@ -239,7 +244,8 @@ def _link_or_create(work: _Work, claim: PersonClaim, *, took_over: bool) -> Pers
         return _finish(work, claim, entity, record_id, {}, Outcome.LINKED_EXISTING, matched_by="email")
     primary = work.dataverse.entity("lead").primary_id_attribute
     try:
-        created = work.dataverse.create("lead", {**work.values, primary: lead_id}).lower()
+        owner = {"ownerid@odata.bind": f"/systemusers({work.owner_id})"} if work.owner_id else {}
+        created = work.dataverse.create("lead", {**work.values, **owner, primary: lead_id}).lower()
     except Conflict as exc:
         if exc.code != DUPLICATE_RECORD:
             raise

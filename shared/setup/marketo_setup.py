@@ -19,7 +19,29 @@ from shared.marketo.faults import Action, classify
 from shared.pipeline.marketo_side import MARKETO_DATA_TYPES
 from shared.settings import Settings
 
-PAYLOAD_TEMPLATE = '{"leadId": {{lead.Id}}, "email": "{{lead.Email Address}}"}'
+PAYLOAD_TEMPLATE = '{"leadId": {{lead.Id}}, "email": {{lead.Email Address}}}'
+"""With "Request Token Encoding: JSON" Marketo writes a string token as a JSON string, quotes included, so tokens
+stand bare in the template (a token inside quotes would arrive as ``""ada@example.com""``)."""
+FLOW_ROUTE = "/api/marketo/flow/"
+FLOW_STEPS: tuple[tuple[str, str, str], ...] = (
+    (
+        "sync-person",
+        "Dynamics sync - Sync Person to Microsoft",
+        '{"personId": {{lead.Id}}, "requestId": {{system.dateTime}}, "owner": {"salesOwner": true}}',
+    ),
+    (
+        "change-owner",
+        "Dynamics sync - Change Owner in Microsoft",
+        '{"personId": {{lead.Id}}, "requestId": {{system.dateTime}}, "owner": {"email": "sales.rep@contoso.com"}}',
+    ),
+    (
+        "create-task",
+        "Dynamics sync - Create Task in Microsoft",
+        '{"personId": {{lead.Id}}, "requestId": {{system.dateTime}}, "subject": "Follow up", '
+        '"description": "Created by a Marketo campaign", "priority": "normal"}',
+    ),
+)
+"""Each flow step's route, webhook name and payload template (docs/setup.md lists every field a template may hold)."""
 KEY_VAULT_SECRET = "marketo-webhook-secret"  # noqa: S105 - the name of the vault secret, not a value
 
 
@@ -47,12 +69,7 @@ def webhook_definition(settings: Settings, mapping: SyncMapping, url: str) -> li
         "  Request Token Encoding: JSON",
         "  Response type:          None",
         "",
-        "Custom header (select the webhook > Webhooks Actions > Set Custom Header)",
-        f"  Header: {header}",
-        "  Value:  the MARKETO_WEBHOOK_SECRET setting of the Function App: Key Vault secret "
-        f"'{KEY_VAULT_SECRET}' (az keyvault secret show --vault-name <AZURE_KEY_VAULT_NAME> "
-        f"--name {KEY_VAULT_SECRET} --query value -o tsv)",
-        "  (not printed here on purpose; paste it straight from the vault)",
+        *_secret_lines(header),
         "",
         "Trigger campaign (Marketing Activities > New Smart Campaign)",
         "  Smart List: trigger 'Data Value Changes', Attribute is any of:",
@@ -61,6 +78,43 @@ def webhook_definition(settings: Settings, mapping: SyncMapping, url: str) -> li
         "  Schedule: Activate; each person can run through the flow every time",
         "  The lead-changes feed (every 30 s) stays the reliable path: the webhook only makes changes arrive sooner.",
     ]
+
+
+def _secret_lines(header: str) -> list[str]:
+    return [
+        "Custom header (select the webhook > Webhooks Actions > Set Custom Header)",
+        f"  Header: {header}",
+        "  Value:  the MARKETO_WEBHOOK_SECRET setting of the Function App: Key Vault secret "
+        f"'{KEY_VAULT_SECRET}' (az keyvault secret show --vault-name <AZURE_KEY_VAULT_NAME> "
+        f"--name {KEY_VAULT_SECRET} --query value -o tsv)",
+        "  (not printed here on purpose; paste it straight from the vault)",
+    ]
+
+
+def flow_step_definitions(settings: Settings, base_url: str) -> list[str]:
+    """The three flow-step webhooks to create in Marketo, each used by a "Call Webhook" step of a trigger campaign."""
+    lines: list[str] = []
+    for step, name, template in FLOW_STEPS:
+        lines += [
+            "",
+            f"Marketo webhook for the '{step}' flow step (Admin > Integration > Webhooks > New Webhook)",
+            f"  Webhook Name:           {name}",
+            f"  URL:                    {base_url.rstrip('/')}{FLOW_ROUTE}{step}",
+            "  Request Type:           POST",
+            f"  Template:               {template}",
+            "  Request Token Encoding: JSON",
+            "  Response type:          JSON",
+            "",
+            *_secret_lines(settings.marketo_webhook_header),
+        ]
+    lines += [
+        "",
+        "Use (a trigger campaign's Flow): 'Call Webhook' > the webhook. Each call is answered 202 once the run is",
+        "recorded; its outcome, or the sync error that stopped it, is in the app (GET /api/errors, operation flow:<step>).",
+        'Owners: {"email": ...}, {"id": ...}, {"username": ...} or {"salesOwner": true}; sync-person assigns',
+        'only a lead it creates unless "reassign": true. requestId makes a redelivery of the same run do nothing.',
+    ]
+    return lines
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
-from shared.setup.marketo_setup import PAYLOAD_TEMPLATE, trigger_fields
+import pytest
+
+from shared.pipeline.flowsteps.request import parse_body, step_named
+from shared.setup.marketo_setup import FLOW_STEPS, PAYLOAD_TEMPLATE, trigger_fields
 from tests.setup.conftest import World
 
 APP = "https://sync-app.azurewebsites.net"
@@ -29,8 +32,29 @@ def test_prints_the_definition_and_checks_credentials(world: World) -> None:
 
 
 def test_the_template_is_what_the_webhook_endpoint_accepts() -> None:
-    rendered = PAYLOAD_TEMPLATE.replace("{{lead.Id}}", "1042").replace("{{lead.Email Address}}", "ada@example.com")
-    assert json.loads(rendered) == {"leadId": 1042, "email": "ada@example.com"}
+    """Marketo JSON-encodes a string token, quotes included ("Request Token Encoding: JSON")."""
+    rendered = PAYLOAD_TEMPLATE.replace("{{lead.Id}}", "1042").replace(
+        "{{lead.Email Address}}", json.dumps('ada"quoted"@example.com')
+    )
+    assert json.loads(rendered) == {"leadId": 1042, "email": 'ada"quoted"@example.com'}
+
+
+def test_flow_steps_prints_the_three_flow_step_webhooks_without_the_secret(world: World) -> None:
+    code, out = world.run("marketo-webhook", "--url", APP, "--flow-steps", "--no-check")
+    assert code == 0, out
+    for step in ("sync-person", "change-owner", "create-task"):
+        assert f"URL:                    {APP}/api/marketo/flow/{step}" in out
+    assert out.count("Request Token Encoding: JSON") == 4
+    assert out.count("Header: x-sync-secret") == 4
+    assert world.settings.marketo_webhook_secret.get_secret_value() not in out
+
+
+@pytest.mark.parametrize(("step", "name", "template"), FLOW_STEPS)
+def test_each_flow_step_template_renders_to_a_body_the_step_accepts(step: str, name: str, template: str) -> None:
+    rendered = template.replace("{{lead.Id}}", "1042").replace("{{system.dateTime}}", json.dumps("2026-12-01 10:00"))
+    body = parse_body(step_named(step), json.loads(rendered))
+    assert body.personId == 1042
+    assert body.requestId == "2026-12-01 10:00"
 
 
 def test_trigger_fields_are_the_ones_that_can_flow_back(world: World) -> None:
