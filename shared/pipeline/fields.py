@@ -146,7 +146,8 @@ def quick_sync_window(options: QuickSyncOptions) -> tuple[str | None, str | None
 # --- the checks ----------------------------------------------------------------------------------------------------
 
 
-def _check_free(entity: EntityMapping, column: str, marketo: str) -> None:
+def check_free(entity: EntityMapping, column: str, marketo: str) -> None:
+    """Refuses a column or Marketo field already mapped, or one the sync itself uses (adding a field or an entity)."""
     if column in entity.by_column:
         mapped = entity.by_column[column].marketo
         raise AlreadyExists(f"{entity.entity}.{column} is already mapped (to {mapped})", code="already-mapped")
@@ -171,13 +172,14 @@ def _column(dataverse: DataverseClient, entity: EntityMapping, column: str) -> A
     return attribute
 
 
-def _check_access(
+def check_access(
     dataverse: DataverseClient,
     sync_user_id: Callable[[], str],
     entity: EntityMapping,
     attribute: AttributeInfo,
     f: FieldMapping,
 ) -> None:
+    """Refuses a column the sync user cannot read (or write, when the field flows back to Dynamics)."""
     privileges = None
     if attribute.is_secured:
         privileges = dataverse.column_privileges(sync_user_id()).get(attribute.metadata_id or "")
@@ -187,7 +189,8 @@ def _check_access(
         raise NotPossible(str(verdict), code=code)
 
 
-def _facts(dataverse: DataverseClient, entity: EntityMapping, attribute: AttributeInfo) -> ColumnFacts:
+def column_facts(dataverse: DataverseClient, entity: EntityMapping, attribute: AttributeInfo) -> ColumnFacts:
+    """What the mapping needs to know of a Dataverse column: its sync type, length, options, date behaviour."""
     kind = attribute.attribute_type
     options = None
     cast = OPTION_METADATA.get(kind)
@@ -336,15 +339,15 @@ def add_field(
     request = parse_request(body)
     start, end = quick_sync_window(request.quick_sync)
     entity = _entity(mapping, entity_name)
-    _check_free(entity, request.dynamics, request.marketo)
+    check_free(entity, request.dynamics, request.marketo)
     attribute = _column(dataverse, entity, request.dynamics)
-    facts = _facts(dataverse, entity, attribute)
+    facts = column_facts(dataverse, entity, attribute)
     kind = derive_type(facts)
     if not isinstance(kind, FieldType):
         raise NotPossible(f"{entity.entity}.{request.dynamics}: {kind}", code="unsupported-type")
     # Everything Dynamics decides comes before anything is created in Marketo.
     draft = _built(facts, entity, request, MarketoField(request.marketo, None))
-    _check_access(dataverse, sync_user_id, entity, attribute, draft)
+    check_access(dataverse, sync_user_id, entity, attribute, draft)
     found = _marketo_field(marketo, entity, request.marketo)
     created = False
     if found is None:
@@ -363,7 +366,7 @@ def add_field(
         entry = entity_document(document, entity.entity)
         if entry is None:
             raise NotFound("the entity left the sync mapping", code="not-found")
-        _check_free(EntityMapping.model_validate(entry), new_field.dynamics, new_field.marketo)
+        check_free(EntityMapping.model_validate(entry), new_field.dynamics, new_field.marketo)
         entry.setdefault("fields", []).append(new_field.model_dump(mode="json", exclude_defaults=True))
         return CHANGED
 
@@ -431,6 +434,7 @@ def show_mapping(store: StateStore, mapping: LiveMapping) -> dict[str, Any]:
         entities.append(
             {
                 "entity": entity.entity,
+                "state": entity.state.value,
                 "direction": entity.direction.value,
                 "marketo_object": entity.rule.marketo_object.value,
                 "link_field": entity.marketo_link_field,
