@@ -42,6 +42,28 @@ def test_opportunities_roles_and_sales_persons(h: Harness) -> None:
     assert updated[0].id == opps[0].id
 
 
+def test_opportunity_roles_are_deleted_by_their_compound_key(h: Harness) -> None:
+    lead_id = h.sim.add_lead(email="buyer@example.com")
+    h.client.sync_opportunities([{"externalOpportunityId": "opp-1", "name": "Deal"}])
+    key = {"externalOpportunityId": "opp-1", "leadId": lead_id, "role": "Technical Buyer"}
+    (created,) = h.client.sync_opportunity_roles([{**key, "isPrimary": False}])
+    gone, missing = h.client.delete_opportunity_roles([key, {**key, "role": "Champion"}])
+    assert h.sim.calls["POST /rest/v1/opportunities/roles/delete.json"] == 1
+    assert (gone.status, gone.id) == (RecordStatus.DELETED, created.id)
+    assert (missing.status, missing.reason_codes) == (RecordStatus.SKIPPED, ("1013",))  # not found
+    assert h.sim.objects["roles"].records == {}
+
+
+def test_persons_and_companies_take_their_sales_owner(h: Harness) -> None:
+    h.client.sync_sales_persons([{"externalSalesPersonId": "sp-1", "email": "rep@example.com"}])
+    (person,) = h.client.sync_leads([{"email": "buyer@example.com", "externalSalesPersonId": "sp-1"}])
+    (company,) = h.client.sync_companies([{"externalCompanyId": "acc-1", "externalSalesPersonId": "sp-1"}])
+    assert person.ok
+    assert company.ok
+    assert h.sim.find_leads("email", "buyer@example.com")[0]["externalSalesPersonId"] == "sp-1"
+    assert h.sim.objects["companies"].records[company.id]["externalSalesPersonId"] == "sp-1"
+
+
 def test_custom_objects(h: Harness) -> None:
     h.sim.define_custom_object(
         "subscription_c", dedupe_fields=("subscriptionId",), fields={"subscriptionId": "string", "plan": "string"}
