@@ -5,7 +5,22 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions import admin, console, deadletters, errors, fields, health, jobs, records, sync, timers, webhooks
+from functions import (
+    admin,
+    console,
+    deadletters,
+    entities,
+    errors,
+    fields,
+    flowsteps,
+    health,
+    jobs,
+    records,
+    sync,
+    timers,
+    verify,
+    webhooks,
+)
 
 BLUEPRINTS: tuple[func.Blueprint, ...] = (
     health.bp,
@@ -16,7 +31,10 @@ BLUEPRINTS: tuple[func.Blueprint, ...] = (
     errors.bp,
     deadletters.bp,
     fields.bp,
+    entities.bp,
     jobs.bp,
     console.bp,
     records.bp,
+    flowsteps.bp,
+    verify.bp,
 )

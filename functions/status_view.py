@@ -16,6 +16,9 @@ def timer_schedules(settings: Settings) -> dict[str, str]:
         "dataverse_catchup": settings.dataverse_catchup_schedule,
         "quick_sync": settings.quick_sync_schedule,
         "pending_sweep": settings.pending_sweep_schedule,
+        "verify_sweep": settings.verify_sweep_schedule,
+        "history_prune": settings.history_prune_schedule,
+        "flow_steps_sweep": settings.pending_sweep_schedule,  # the flow-step runs' sweep keeps the pending sweep's
     }
 
 

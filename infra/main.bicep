@@ -161,6 +161,7 @@ module serviceBus 'modules/servicebus.bicep' = {
     tags: tags
     changesQueueName: 'sync-changes'
     quickSyncQueueName: 'quick-sync'
+    flowStepsQueueName: 'flow-steps'
   }
 }
 
@@ -213,6 +214,7 @@ module functionApp 'modules/functionapp.bicep' = {
     serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
     changesQueueName: serviceBus.outputs.changesQueueName
     quickSyncQueueName: serviceBus.outputs.quickSyncQueueName
+    flowStepsQueueName: serviceBus.outputs.flowStepsQueueName
     keyVaultUri: keyVault.outputs.uri
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
@@ -246,5 +248,6 @@ output AZURE_KEY_VAULT_URI string = keyVault.outputs.uri
 output AZURE_SERVICE_BUS_NAMESPACE string = serviceBus.outputs.fullyQualifiedNamespace
 output SYNC_CHANGES_QUEUE string = serviceBus.outputs.changesQueueName
 output QUICK_SYNC_QUEUE string = serviceBus.outputs.quickSyncQueueName
+output FLOW_STEPS_QUEUE string = serviceBus.outputs.flowStepsQueueName
 output STATE_TABLE_ENDPOINT string = storage.outputs.tableEndpoint
 output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId

@@ -70,11 +70,13 @@ def binding_settings(settings: Settings) -> dict[str, str]:
     return {
         "SYNC_CHANGES_QUEUE": settings.changes_queue,
         "QUICK_SYNC_QUEUE": settings.quick_sync_queue,
+        "FLOW_STEPS_QUEUE": settings.flow_steps_queue,
         "MARKETO_FEED_SCHEDULE": settings.marketo_feed_schedule,
         "DATAVERSE_CATCHUP_SCHEDULE": settings.dataverse_catchup_schedule,
         "QUICK_SYNC_SCHEDULE": settings.quick_sync_schedule,
         "PENDING_SWEEP_SCHEDULE": settings.pending_sweep_schedule,
         "HISTORY_PRUNE_SCHEDULE": settings.history_prune_schedule,
+        "VERIFY_SWEEP_SCHEDULE": settings.verify_sweep_schedule,
     }
 
 

@@ -40,9 +40,13 @@ from shared.core.mapping import (
     SyncMapping,
     load_mapping,
 )
+from shared.pipeline.connections import CONNECTION
+from shared.pipeline.connections import WATCHED as CONNECTION_COLUMNS
+from shared.pipeline.dataverse_side import sales_owners_synced
 from shared.pipeline.marketo_side import MARKETO_DATA_TYPES
 from shared.services import ROOT
 from shared.settings import Settings
+from shared.setup.registration import watched_columns
 
 SYNC_CLIENT_ID = "5ad1c0de-0000-4000-8000-00000000c11e"
 DEMO_CLIENT_ID = "de300000-0000-4000-8000-0000000ad310"  # an admin tool for the README walk-through, not the sync
@@ -152,20 +156,21 @@ def provision_marketo(sim: MarketoSimulator, mapping: SyncMapping) -> None:
 
 
 def register_webhooks(sim: DataverseSimulator, mapping: SyncMapping, url: str, header: str, secret: str) -> None:
-    """Asynchronous post-operation steps for Create, Update (filtered to mapped columns) and Delete."""
-    for entity in mapping.entities:
-        columns = [f.dynamics for f in entity.live_fields]
-        if entity.sync_filter:
-            columns.append(SYNC_FILTER_COLUMN)
-        if entity.entity == "contact":
-            columns.append("originatingleadid")
+    """Asynchronous post-operation steps for Create, Update (filtered to the watched columns, as the setup
+    registers them) and Delete; with opportunities, the same on connections (their Delete with a pre-image)."""
+    owners = sales_owners_synced(mapping)
+    tables = [(entity.entity, sorted(watched_columns(entity, sales_owners=owners))) for entity in mapping.entities]
+    if "opportunity" in mapping.by_entity:
+        tables.append((CONNECTION, sorted(CONNECTION_COLUMNS)))
+    for table, columns in tables:
         for message in ("Create", "Update", "Delete"):
             sim.register_webhook(
                 url,
-                entity=entity.entity,
+                entity=table,
                 message=message,
                 filtering_attributes=columns if message == "Update" else (),
                 post_image=columns if message != "Delete" else None,
+                pre_image=columns if message == "Delete" and table == CONNECTION else None,
                 header=(header, secret),
             )
 

@@ -57,6 +57,16 @@ class Settings(BaseSettings):
     )
     marketo_headroom: float = Field(default=0.1, ge=0.0, lt=1.0, validation_alias=AliasChoices("MARKETO_HEADROOM"))
     marketo_daily_quota: int = Field(default=50_000, ge=1, validation_alias=AliasChoices("MARKETO_DAILY_QUOTA"))
+    # The shared budget (docs/budgets.md): every instance and timer draws Marketo's limits from the state store.
+    marketo_budget: Literal["shared", "process"] = Field(
+        default="shared", validation_alias=AliasChoices("MARKETO_BUDGET")
+    )
+    marketo_live_reserve_percent: float = Field(
+        default=30.0, ge=0, lt=100, validation_alias=AliasChoices("MARKETO_LIVE_RESERVE_PERCENT")
+    )
+    marketo_daily_reserve_percent: float = Field(
+        default=10.0, ge=0, le=100, validation_alias=AliasChoices("MARKETO_DAILY_RESERVE_PERCENT")
+    )
     marketo_ui_url: str = Field(default="https://app.marketo.com", validation_alias=AliasChoices("MARKETO_UI_URL"))
 
     function_app_url: str = Field(
@@ -80,6 +90,7 @@ class Settings(BaseSettings):
     # --- Service Bus ----------------------------------------------------------------------------------------
     changes_queue: str = Field(default="sync-changes", validation_alias=AliasChoices("SYNC_CHANGES_QUEUE"))
     quick_sync_queue: str = Field(default="quick-sync", validation_alias=AliasChoices("QUICK_SYNC_QUEUE"))
+    flow_steps_queue: str = Field(default="flow-steps", validation_alias=AliasChoices("FLOW_STEPS_QUEUE"))
     service_bus_namespace: str = Field(
         default="", validation_alias=AliasChoices("ServiceBusConnection__fullyQualifiedNamespace")
     )
@@ -120,12 +131,20 @@ class Settings(BaseSettings):
     marketo_feed_first_lookback_hours: float = Field(
         default=24.0, ge=0, le=24 * 30, validation_alias=AliasChoices("MARKETO_FEED_FIRST_LOOKBACK_HOURS")
     )
+    # The verification sweep of one-way records (shared/pipeline/verify.py): a backfill on a small call budget.
+    verify_sweep_schedule: str = Field(default="30 */5 * * * *", validation_alias=AliasChoices("VERIFY_SWEEP_SCHEDULE"))
+    verify_sweep_max_calls: int = Field(
+        default=3, ge=0, le=100, validation_alias=AliasChoices("VERIFY_SWEEP_MAX_CALLS")
+    )
     max_instances: int = Field(default=1, ge=1, validation_alias=AliasChoices("FUNCTIONS_MAX_INSTANCES"))
     marketo_callers: int = Field(default=0, ge=0, validation_alias=AliasChoices("MARKETO_CALLERS"))
+    """Deprecated for Marketo's budget, which is shared through the state store (MARKETO_BUDGET=shared): still
+    sizes the fixed per-process share used while the store is unreachable (or with MARKETO_BUDGET=process), and
+    Dataverse's per-process concurrency."""
 
     @property
     def api_callers(self) -> int:
-        """How many processes may call Marketo and Dataverse at once: their per-user limits are divided by it."""
+        """How many processes may call Marketo and Dataverse at once: fixed per-process shares are divided by it."""
         return self.marketo_callers or self.max_instances
 
     azure_client_id: str = Field(default="", validation_alias=AliasChoices("AZURE_CLIENT_ID"))

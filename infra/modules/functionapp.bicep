@@ -29,6 +29,7 @@ param applicationInsightsName string
 param serviceBusFullyQualifiedNamespace string
 param changesQueueName string
 param quickSyncQueueName string
+param flowStepsQueueName string
 param keyVaultUri string
 
 // --- Scale ------------------------------------------------------------------------------------------------------
@@ -57,6 +58,12 @@ param quickSyncSchedule string
 param pendingSweepSchedule string = '45 */1 * * * *'
 @description('The record history pruning: deletes history days older than HISTORY_RETENTION_DAYS (docs/record-history.md).')
 param historyPruneSchedule string = '0 20 * * * *'
+@description('The verification sweep: reads one-way records back from Marketo and restores those edited there (docs/durability.md).')
+param verifySweepSchedule string = '30 */5 * * * *'
+@description('Marketo calls the verification sweep may make per run (300 records each).')
+@minValue(0)
+@maxValue(100)
+param verifySweepMaxCalls int = 3
 
 // --- Product settings -------------------------------------------------------------------------------------------
 param dataverseUrl string
@@ -177,6 +184,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ServiceBusConnection__clientId: identityClientId
     SYNC_CHANGES_QUEUE: changesQueueName
     QUICK_SYNC_QUEUE: quickSyncQueueName
+    FLOW_STEPS_QUEUE: flowStepsQueueName
 
     // Timers.
     MARKETO_FEED_SCHEDULE: marketoFeedSchedule
@@ -184,6 +192,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     QUICK_SYNC_SCHEDULE: quickSyncSchedule
     PENDING_SWEEP_SCHEDULE: pendingSweepSchedule
     HISTORY_PRUNE_SCHEDULE: historyPruneSchedule
+    VERIFY_SWEEP_SCHEDULE: verifySweepSchedule
+    VERIFY_SWEEP_MAX_CALLS: string(verifySweepMaxCalls)
 
     // State store.
     STATE_STORE: 'table'
@@ -195,7 +205,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SYNC_MAPPING_FILE: mappingFile
     FUNCTIONS_MAX_INSTANCES: string(maximumInstanceCount)
     // Processes that may call Marketo (and Dataverse) at once: every instance of the Service Bus scale group,
-    // plus the Marketo feed and Quick Sync timers, which Flex may run on instances of their own.
+    // plus the Marketo feed and Quick Sync timers, which Flex may run on instances of their own. Deprecated for
+    // Marketo, whose budget every instance shares through the state store (docs/budgets.md): it only sizes the
+    // fixed per-process share used while the store is unreachable, and Dataverse's per-process concurrency.
     MARKETO_CALLERS: string(maximumInstanceCount + 2)
 
     DATAVERSE_URL: dataverseUrl
@@ -214,6 +226,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     MARKETO_MAX_CONCURRENCY: string(marketoMaxConcurrency)
     MARKETO_HEADROOM: marketoHeadroom
     MARKETO_DAILY_QUOTA: string(marketoDailyQuota)
+    MARKETO_BUDGET: 'shared'
+    MARKETO_LIVE_RESERVE_PERCENT: '30'
+    MARKETO_DAILY_RESERVE_PERCENT: '10'
   }
 }
 

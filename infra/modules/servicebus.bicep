@@ -1,4 +1,4 @@
-// Service Bus namespace and the two queues the sync reads. Entra ID only (disableLocalAuth): no SAS key exists
+// Service Bus namespace and the three queues the sync reads. Entra ID only (disableLocalAuth): no SAS key exists
 // that could leak, and nothing in the app settings or outputs can be a connection string.
 //
 // Every queue property that decides delivery semantics is spelled out as a literal rather than left to the
@@ -18,6 +18,9 @@ param changesQueueName string = 'sync-changes'
 
 @description('Queue for Quick Sync backfill pages.')
 param quickSyncQueueName string = 'quick-sync'
+
+@description('Queue for the Marketo flow steps (sync person, change owner, create task).')
+param flowStepsQueueName string = 'flow-steps'
 
 resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
   name: name
@@ -80,8 +83,28 @@ resource quickSyncQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
   }
 }
 
+// Marketo flow-step nudges (functions/flowsteps.py run_flow_step): each run is recorded in the state store before
+// its message is sent, and the flow-step sweep re-sends unfinished runs if a message is lost or dead-lettered.
+resource flowStepsQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
+  parent: namespace
+  name: flowStepsQueueName
+  properties: {
+    lockDuration: 'PT5M'
+    maxDeliveryCount: 10
+    defaultMessageTimeToLive: 'P7D'
+    deadLetteringOnMessageExpiration: true
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'PT10M'
+    requiresSession: false
+    enablePartitioning: false
+    enableBatchedOperations: true
+    maxSizeInMegabytes: 1024
+  }
+}
+
 output name string = namespace.name
 output id string = namespace.id
 output fullyQualifiedNamespace string = '${namespace.name}.servicebus.windows.net'
 output changesQueueName string = changesQueue.name
 output quickSyncQueueName string = quickSyncQueue.name
+output flowStepsQueueName string = flowStepsQueue.name

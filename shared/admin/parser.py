@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 
 from shared.admin import commands as run
+from shared.admin import entities as entity_commands
 from shared.admin.client import DEFAULT_URL, KEY_VARIABLE, URL_VARIABLE
 
 DESCRIPTION = "Operate the Dynamics 365 <-> Marketo sync through its HTTP API: status, sync errors, fields, \
-Quick Sync, force resync, pause and resume, dead letters, a record's history."
+entities, Quick Sync, force resync, pause and resume, dead letters, a record's history."
 EPILOG = f"""\
 The app: --url, else ${URL_VARIABLE}, else {DEFAULT_URL} (the local host of `make run`).
 Its function key: ${KEY_VARIABLE} (sent as the x-functions-key header, never printed).
@@ -20,6 +21,7 @@ examples:
   python -m shared.admin errors list --status open --entity contact
   python -m shared.admin fields add contact address1_line2 --marketo address --watch
   python -m shared.admin resync lead --from 2026-11-01 --to 2026-11-30 --watch
+  python -m shared.admin entities add new_project --custom-object project_c --field new_name=projectName --watch
   python -m shared.admin record ada@example.com
 
 Every command has its own --help. Docs: docs/cli.md."""
@@ -122,6 +124,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(fields, "remove", "stop syncing COLUMN of ENTITY (refused while its Quick Sync runs)", run.fields_remove)
     p.add_argument("entity", metavar="ENTITY", help=ENTITY_HELP)
     p.add_argument("column", metavar="COLUMN", help="the Dynamics column's logical name")
+
+    entities = _sub(top, "entities", "the synced entities: list, add one at runtime (with its initial sync), remove one",
+                    None).add_subparsers(dest="action", required=True, metavar="ACTION")  # fmt: skip
+    p = _sub(entities, "list", "every synced entity, its state and its Marketo object", entity_commands.entities_list)
+    _json(p)
+    p = _sub(entities, "add", "sync ENTITY (a custom entity or team) to a Marketo custom object; its initial sync "
+             "starts at once", entity_commands.entities_add,
+             "Sync a Dynamics table to a Marketo custom object from now on. The table and the custom object (with "
+             "the link field as its dedupe field) must exist: the sync creates neither. Every existing record is "
+             "synced by an initial sync job behind live traffic.")  # fmt: skip
+    p.add_argument("entity", metavar="ENTITY", help="the Dataverse table's logical name (a custom entity, or team)")
+    p.add_argument("--custom-object", required=True, metavar="NAME", help="the Marketo custom object's API name")
+    p.add_argument("--link-field", metavar="NAME", help="its field holding the Dynamics id (default dynamicsId)")
+    p.add_argument("--field", dest="fields", action="append", metavar="COLUMN[=MARKETO]",
+                   help="a column to sync, to the Marketo field of that name (repeatable)")  # fmt: skip
+    p.add_argument("--page-size", type=int, metavar="N", help="records per page of the initial sync (default 300)")
+    _watch(p, "the initial sync")
+    p = _sub(entities, "remove", "stop syncing ENTITY (its links stay; its jobs stop)", entity_commands.entities_remove)
+    p.add_argument("entity", metavar="ENTITY", help="a custom entity or team in the sync mapping")
 
     quick = _sub(top, "quicksync", "Quick Sync of a field: start it again, watch its progress", None).add_subparsers(
         dest="action", required=True, metavar="ACTION"

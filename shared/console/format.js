@@ -52,6 +52,7 @@ const WORDS = {
   marketo_feed: "Marketo activity feed",
   dataverse_catchup: "Dataverse catch-up",
   pending_sweep: "Pending sweep",
+  verify_sweep: "Verification sweep",
   // services
   marketo: "Marketo",
   dataverse: "Dataverse",

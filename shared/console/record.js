@@ -15,6 +15,7 @@ const TRIGGERS = {
   resync: "Resync",
   retry: "Retry",
   pending_sweep: "Pending sweep",
+  verify_sweep: "Verification sweep",
 };
 
 /** What woke the decision: its sources in words, the side whose change it was, and whether the sync made it. */

@@ -92,6 +92,14 @@ class FieldWinner(StrEnum):
     LATEST = "latest"  # the side whose record was modified last (Dynamics ``modifiedon``, Marketo ``updatedAt``)
 
 
+class EntityState(StrEnum):
+    """Life cycle of one mapped entity."""
+
+    ACTIVE = "active"
+    INITIAL_SYNC = "initial_sync"  # added while the sync runs: its initial sync job reads the table; live changes
+    # sync beside it, and the catch-up leaves the table to the job until the job has saved the table's delta link
+
+
 class ChoiceOption(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -197,6 +205,7 @@ class EntityMapping(BaseModel):
     sync_filter: bool = Field(
         default=False, description=f"the table has the optional '{SYNC_FILTER_COLUMN}' Two Options column"
     )
+    state: EntityState = Field(default=EntityState.ACTIVE, description="active, or initial_sync (added at runtime)")
     fields: tuple[FieldMapping, ...] = ()
 
     @field_validator("entity", mode="before")

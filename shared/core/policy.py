@@ -4,7 +4,8 @@ Decide, then act: :func:`decide` is pure and returns a :class:`Decision` value (
 the new baseline); the pipeline carries it out. The rules (``sync-rules.md``):
 
 * A field changed on one side only flows to the other; on a one-way entity or field only Dynamics -> Marketo,
-  so a Marketo-side edit is overwritten by the Dynamics value.
+  so a Marketo-side edit is overwritten by the Dynamics value, even one Marketo holds in a form the field cannot
+  take (a lookup set to a name, not a record id): that is not an error, Dynamics wins.
 * Changed on both sides since the last sync (the baseline): Marketo wins for leads, Dynamics for contacts,
   Dynamics always for one-way entities and fields; a field may name its own winner (Dynamics, Marketo, or the
   side whose record was modified last).
@@ -48,6 +49,10 @@ class Reason(StrEnum):
     CHANGED_IN_DYNAMICS = "changed in Dynamics only"
     CHANGED_IN_MARKETO = "changed in Marketo only"
     ONE_WAY_OVERWRITE = "changed in Marketo, but it syncs Dynamics -> Marketo only: the Dynamics value is restored"
+    ONE_WAY_UNREADABLE = (
+        "Marketo holds a value this field cannot take, but it syncs Dynamics -> Marketo only: the Dynamics value "
+        "is restored"
+    )
     COLLISION_LEAD = "changed on both sides: Marketo wins for leads"
     COLLISION_CONTACT = "changed on both sides: Dynamics wins for contacts"
     COLLISION_ONE_WAY = "changed on both sides: Dynamics always wins for one-way entities and fields"
@@ -202,11 +207,19 @@ def decide_one_way(
     *,
     linked: bool,
     sync_filter: bool | None = None,
+    marketo: Mapping[str, Canonical | ConversionError] | None = None,
 ) -> Decision:
-    """A one-way record whose Marketo side is not read (Marketo reports no edits of these objects).
+    """A one-way record, usually decided without reading its Marketo side (Marketo reports no edits of these
+    objects).
 
     When anything changed since the last sync, the whole record is upserted: the changed fields, and the
     unchanged ones too, so any Marketo-side edit is overwritten (Dynamics always wins). Nothing changed: no call.
+
+    ``marketo``: what the Marketo object holds, when it was read (the verification sweep found it differing,
+    :mod:`shared.pipeline.verify`); a column absent from it counts as not held (``{}``: the object is gone from
+    Marketo). A field whose Marketo value differs from Dynamics then counts as changed too, so the record is
+    upserted and the Marketo edit is overwritten, though nothing changed in Dynamics; when Marketo already holds
+    what Dynamics holds, nothing is written.
     """
     entity = mapping.entity
     if dynamics is None:
@@ -219,10 +232,10 @@ def decide_one_way(
     changed = not linked or any(
         dynamics.get(p.column, _MISSING) != baseline.get(p.column, _MISSING) for p in plans if p.column in dynamics
     )
-    if not changed:
-        return Decision(
-            entity, RecordAction.SYNC, "unchanged since the last sync", tuple(p.in_sync for p in plans), dict(baseline)
-        )
+    drift: frozenset[str] = frozenset() if marketo is None or not linked else _drifted(plans, dynamics, marketo)
+    if not changed and not drift:
+        why = "unchanged since the last sync" if marketo is None else "Marketo holds what Dynamics holds"
+        return Decision(entity, RecordAction.SYNC, why, tuple(p.in_sync for p in plans), dict(baseline))
     decisions: list[FieldDecision] = []
     new_baseline = dict(baseline)
     for p in plans:
@@ -238,13 +251,42 @@ def decide_one_way(
         if before is _MISSING:
             reason = Reason.QUICK_SYNC if p.quick_sync else Reason.FIRST_SYNC_ONE_WAY
         else:
-            reason = Reason.REFRESH if before == value and type(before) is type(value) else Reason.CHANGED_IN_DYNAMICS
+            reason = Reason.REFRESH if _same(before, value) else Reason.CHANGED_IN_DYNAMICS
+        if p.column in drift and reason is Reason.REFRESH:
+            reason = Reason.ONE_WAY_OVERWRITE
         decided = _write_marketo(p.field, value, reason)
+        if (
+            reason is Reason.CHANGED_IN_DYNAMICS
+            and marketo is not None
+            and not _same(marketo.get(p.column, _MISSING), before)
+            and decided.action is not Action.ERROR
+        ):  # Marketo was edited too: a collision, which Dynamics always wins on a one-way entity
+            decided = decided._replace(reason=Reason.COLLISION_ONE_WAY, winner=Side.DYNAMICS)
         if decided.action is not Action.ERROR:
             new_baseline[p.column] = value
         decisions.append(decided)
     action = RecordAction.UPSERT_IN_MARKETO if linked else RecordAction.CREATE_IN_MARKETO
-    return Decision(entity, action, "pushed from Dynamics", (*decisions, *broken), new_baseline)
+    why = "restored from Dynamics: Marketo held other values" if drift and not changed else "pushed from Dynamics"
+    return Decision(entity, action, why, (*decisions, *broken), new_baseline)
+
+
+def _same(a: object, b: object) -> bool:
+    return a == b and type(a) is type(b)
+
+
+def _drifted(
+    plans: tuple[_FieldPlan, ...],
+    dynamics: Mapping[str, Canonical | ConversionError],
+    marketo: Mapping[str, Canonical | ConversionError],
+) -> frozenset[str]:
+    """The columns whose Marketo value is not the Dynamics one (unreadable or absent counts as not)."""
+    return frozenset(
+        p.column
+        for p in plans
+        if p.column in dynamics
+        and type(dynamics[p.column]) is not ConversionError
+        and not _same(marketo.get(p.column, _MISSING), dynamics[p.column])
+    )
 
 
 def _create(mapping: EntityMapping, dynamics: Mapping[str, Canonical | ConversionError]) -> Decision:
@@ -339,6 +381,13 @@ def _reconcile(mapping: EntityMapping, state: RecordState) -> Decision:
             continue
         if raw_d is _MISSING or raw_m is _MISSING:
             append(plan.not_read)
+            continue
+        if type(raw_m) is ConversionError and type(raw_d) is not ConversionError and not plan.two_way:
+            # A one-way field (or lookup) edited in Marketo to a value it cannot take: Dynamics wins, restored.
+            decided = _write_marketo(plan.field, cast(Canonical, raw_d), Reason.ONE_WAY_UNREADABLE)
+            if decided.action is not Action.ERROR:
+                new_baseline[column] = decided.value
+            append(decided)
             continue
         if type(raw_d) is ConversionError or type(raw_m) is ConversionError:
             error = cast(ConversionError, raw_d if type(raw_d) is ConversionError else raw_m)

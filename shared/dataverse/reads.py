@@ -51,6 +51,16 @@ class ChangeFeed:
         return self._paginator.next_url
 
 
+@dataclass(frozen=True, slots=True)
+class ChangePage:
+    """One page of a change-tracking read: its rows, the page after it (None: the last), and on the last page the
+    delta link for the changes after the read."""
+
+    changes: list[Change]
+    next_link: str | None
+    delta_link: str | None
+
+
 COUNT_LIMIT = 5000
 """The most ``$count`` reports: Dataverse counts no further."""
 
@@ -174,6 +184,23 @@ class DataverseReads(DataverseSession):
                 yield _change(row, info.primary_id_attribute)
 
         return ChangeFeed(rows(), paginator)
+
+    def changes_page(
+        self, entity: str, *, select: Sequence[str], link: str | None = None, page_size: int = MAX_PAGE_SIZE
+    ) -> ChangePage:
+        """One page of a change-tracking read: the first (every row, on a table never read this way) or the one a
+        saved ``@odata.nextLink`` names. A reader that outlives one run keeps ``next_link`` and resumes there; the
+        last page carries the ``delta_link`` that is the checkpoint for what changes after the read."""
+        info = self.entity(entity)
+        prefer = self._prefer(page_size, True, "odata.track-changes")
+        if link:
+            page = self._get_json(link, prefer=prefer)
+        else:
+            page = self._get_json(info.entity_set_name, params=_query_params(info, select, None), prefer=prefer)
+        paginator = NextLinkPaginator()
+        paginator.update_state(page)
+        rows = [_change(row, info.primary_id_attribute) for row in page.get("value") or []]
+        return ChangePage(rows, paginator.next_url, paginator.delta_link)
 
 
 def _query_params(info: EntityInfo, select: Sequence[str], filter: str | None) -> dict[str, str]:

@@ -6,6 +6,7 @@ Batching (300 records, 1 MB bodies, 300 filter values, 10 MB import files) and p
 
 from __future__ import annotations
 
+import copy
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -81,6 +82,22 @@ class MarketoClient:
 
     def __repr__(self) -> str:
         return f"MarketoClient(base_url={self._caller.url('')!r}, auth={self.auth!r})"
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock the client's retries and limiter read (what its ``sleep`` moves in tests)."""
+        return self._clock
+
+    def with_limiter(self, limiter: Limiter) -> MarketoClient:
+        """The same client (connection, token, usage cache) drawing its calls through ``limiter``: the
+        composition root gives the reconcile the live lane of the shared budget and the job runner the backfill
+        lane (shared/marketo/lanes.py)."""
+        twin = copy.copy(self)
+        twin.limiter = limiter
+        twin._caller = copy.copy(self._caller)
+        twin._caller._limiter = limiter  # the caller is this class's own part
+        twin.usage = UsageCache(twin.usage_today, self._clock, self.usage.max_age)
+        return twin
 
     @property
     def retries(self) -> Mapping[str, int]:
@@ -346,6 +363,21 @@ class MarketoClient:
             "/rest/v1/opportunities/roles.json", records, action, dedupe_by, what="sync roles", id_key="marketoGUID"
         )
 
+    def delete_opportunity_roles(
+        self, records: Sequence[Mapping[str, Any]], *, delete_by: str = "dedupeFields"
+    ) -> list[RecordOutcome]:
+        """Delete roles by (``externalOpportunityId``, ``leadId``, ``role``); one Marketo doesn't have is skipped
+        with 1013."""
+        if delete_by not in ("dedupeFields", "idField"):
+            raise ValueError(f"unknown deleteBy {delete_by!r}")
+        return self._sync(
+            "/rest/v1/opportunities/roles/delete.json",
+            records,
+            {"deleteBy": delete_by},
+            what="delete roles",
+            id_key="marketoGUID",
+        )
+
     def sync_sales_persons(
         self, records: Sequence[Mapping[str, Any]], *, action: str = "createOrUpdate", dedupe_by: str = "dedupeFields"
     ) -> list[RecordOutcome]:
@@ -370,6 +402,22 @@ class MarketoClient:
             what=f"sync {api_name}",
             id_key="marketoGUID",
         )
+
+    def get_objects(
+        self, path: str, filter_type: str, values: Sequence[str], *, fields: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Records of a lead-database object (``path``: ``/rest/v1/companies.json``, ``opportunities.json``,
+        ``salespersons.json``, ``customobjects/{name}.json``) whose ``filter_type`` (one of its searchable fields)
+        matches any of ``values``: one call per 300 values (paged), as :meth:`get_leads`."""
+        found: list[dict[str, Any]] = []
+        for _, chunk in chunks(list(values), MAX_BATCH):
+            if any("," in value for value in chunk):
+                raise SkipRecord(f"filter values for {filter_type} may not contain commas", code="filter-value")
+            params: dict[str, str] = {"filterType": filter_type, "filterValues": ",".join(chunk)}
+            if fields:
+                params["fields"] = ",".join(fields)
+            found.extend(self._paged_query(path, params, what=f"get {path.rsplit('/', 1)[-1]}"))
+        return found
 
     def describe_companies(self) -> ObjectDescription:
         return self._describe("/rest/v1/companies/describe.json", what="describe companies")

@@ -27,14 +27,16 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from shared.core.mapping import EntityMapping, SyncMapping
+from shared.core.mapping import EntityMapping, EntityState, SyncMapping
 from shared.core.values import read_dynamics_record
 from shared.dataverse.client import Change, DataverseClient
 from shared.dataverse.faults import EXPIRED_VERSION_STAMP
-from shared.errors import Conflict, SkipRecord
+from shared.errors import Conflict, QuotaExhausted, SkipRecord
 from shared.marketo.client import MarketoClient
+from shared.marketo.lanes import DAILY_RESERVE
 from shared.pipeline.circuit import Circuits, outage_of
-from shared.pipeline.dataverse_side import dataverse_select
+from shared.pipeline.connections import catch_up_connections
+from shared.pipeline.dataverse_side import dataverse_select, followed_values, sales_owners_synced
 from shared.pipeline.echo import MarketoChange, classify_marketo_change
 from shared.pipeline.notification import Kind, Notification, Source
 from shared.pipeline.ports import ChangesQueue
@@ -82,6 +84,9 @@ def while_available(circuits: Circuits, service: str, name: str, run: Callable[[
     try:
         result = run()
     except Exception as exc:
+        if isinstance(exc, QuotaExhausted) and exc.code == DAILY_RESERVE:  # a backfill's wait, not an outage
+            log.info("%s waits: only the daily reserve of %s's quota is left, kept for live changes", name, service)
+            return Unavailable(service, str(exc), False, exc.resets_at)
         outage = outage_of(exc)
         if outage is None:
             raise
@@ -186,7 +191,7 @@ def read_marketo_feed(
 
 
 def _catch_up_notes(
-    store: StateStore, mapping: EntityMapping, changes: list[Change], report: FeedReport
+    store: StateStore, mapping: EntityMapping, changes: list[Change], report: FeedReport, owners: bool
 ) -> list[Notification]:
     """Notifications for changed rows whose values differ from the baseline, and for removed linked rows."""
     links = store.get_links(mapping.entity, [c.id for c in changes])
@@ -207,10 +212,11 @@ def _catch_up_notes(
             continue
         if link is not None and change.record is not None:
             values = read_dynamics_record(mapping.live_fields, change.record.values)
+            followed = followed_values(change.record, mapping, sales_owners=owners)  # owner, role contacts
             # A column the row does not carry proves nothing: a delta link keeps the $select it was made with, so
             # a field added since is missing from every row it reports (found by the chaos suite).
             complete = len(values) == len(mapping.live_fields)
-            if complete and all(link.baseline.get(k, object()) == v for k, v in values.items()):
+            if complete and all(link.baseline.get(k, object()) == v for k, v in {**values, **followed}.items()):
                 report.echoes += 1
                 continue
         etag = change.record.etag if change.record is not None else None
@@ -264,15 +270,22 @@ def catch_up_dataverse(
 ) -> FeedReport:
     """Queue a notification per Dynamics record that changed (or was deleted) and is not in sync.
 
-    The first run per entity reads every row: that is the initial sync. Later runs read the delta since the
-    checkpointed delta link. A run that would outlast its time budget checkpoints the page it reached and the
-    next run resumes there, so a table of any size gets through its initial sync.
+    The first run per entity reads every row: that is the initial sync of the entities the mapping started with.
+    Later runs read the delta since the checkpointed delta link. A run that would outlast its time budget
+    checkpoints the page it reached and the next run resumes there, so a table of any size gets through its
+    initial sync. An entity added at runtime (state ``initial_sync``) is left to its initial sync job, which reads
+    the table once, behind live traffic, and saves the delta link here (:func:`start_catch_up`); the catch-up reads
+    its delta from then on. A table Dataverse refuses to read this way (change tracking off) is logged and
+    skipped: the other tables are still caught up.
     """
     report = FeedReport()
     started = clock()
+    owners = sales_owners_synced(mapping)
     for index, entity in enumerate(mapping.entities):
         if index and clock() - started > budget_seconds:
             break  # the other tables wait for the next run
+        if entity.state is EntityState.INITIAL_SYNC:
+            continue  # its initial sync job reads the table and hands over the delta link
         name = delta_checkpoint(entity.entity)
         checkpoint = store.get_checkpoint(name)
         state = _CatchUpState.parse(checkpoint.value) if checkpoint else _CatchUpState()
@@ -291,7 +304,7 @@ def catch_up_dataverse(
             for change in feed:
                 if feed.pages_read != pages_seen:  # this row opens a new page, fetched from `next_link`
                     if pages_seen:  # every row of the earlier pages is read: queue them, remember where we are
-                        queued += _send(queue, _catch_up_notes(store, entity, pending, report))
+                        queued += _send(queue, _catch_up_notes(store, entity, pending, report, owners))
                         pending = []
                         resume = _CatchUpState(state.delta, next_link)
                         checkpoint = _save_catch_up(store, name, resume, checkpoint, now)
@@ -303,7 +316,11 @@ def catch_up_dataverse(
                 pending.append(change)
         except SkipRecord as exc:
             if exc.code != EXPIRED_VERSION_STAMP:
-                raise
+                # Most often "Track changes" is off for the table: nothing is caught up for it until it is on
+                # (its plug-in steps still deliver); the other tables must not wait for a human on its account.
+                log.warning("Dataverse catch-up: %s skipped, Dataverse refused its change feed: %s", entity.entity, exc)
+                report.details[entity.entity] = 0
+                continue
             # Down (or not run) for longer than Dataverse keeps change history: read the table in full again;
             # rows whose values match their baseline are skipped, so only what changed is queued.
             log.warning("Dataverse catch-up: %s's delta link expired; the next run reads it in full", entity.entity)
@@ -311,13 +328,32 @@ def catch_up_dataverse(
             report.details[entity.entity] = 0
             continue
         if not stopped and pending:
-            queued += _send(queue, _catch_up_notes(store, entity, pending, report))
+            queued += _send(queue, _catch_up_notes(store, entity, pending, report, owners))
         report.queued += queued
         report.details[entity.entity] = queued
         if not stopped and feed.delta_link:
             _save_catch_up(store, name, _CatchUpState(feed.delta_link, None), checkpoint, now)
+    if "opportunity" in mapping.by_entity and clock() - started <= budget_seconds:  # stakeholders: roles follow them
+        report.details["connection"] = catch_up_connections(store, dataverse, queue, now=now, page_size=page_size)
+        report.queued += report.details["connection"]
     record_run(store, "dataverse_catchup", now())
     return report
+
+
+def start_catch_up(store: StateStore, entity: str, delta_link: str, now: datetime) -> None:
+    """The table's catch-up reads what changed after ``delta_link`` from now on: what an entity's initial sync job
+    hands over once it has read the table (a checkpoint left from an earlier time the entity was mapped is
+    replaced)."""
+    name = delta_checkpoint(entity)
+    for _ in range(5):
+        current = store.get_checkpoint(name)
+        state = _CatchUpState(delta_link, None).dump()
+        try:
+            store.save_checkpoint(Checkpoint(name, state, now, current.etag if current is not None else None))
+        except Conflict:
+            continue
+        return
+    raise Conflict(f"the catch-up checkpoint of {entity} kept changing; try again")
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from typing import Any
 from shared.core.mapping import SyncMapping
 from shared.dataverse.context import ExecutionContext
 from shared.errors import InvalidRequest
+from shared.pipeline.connections import CONNECTION, connection_notification
 from shared.pipeline.notification import Kind, Notification, Source
 
 MAX_MARKETO_ID = 2**31 - 1  # Marketo lead ids are 32-bit integers
@@ -40,6 +41,8 @@ def from_dataverse(
     context: ExecutionContext, mapping: SyncMapping, *, sync_user_id: str | None, source: Source
 ) -> Notification | Ignored:
     entity = context.primary_entity_name.lower()
+    if entity == CONNECTION and "opportunity" in mapping.by_entity:
+        return _connection(context, sync_user_id=sync_user_id, source=source)
     if entity not in mapping.by_entity:
         return Ignored(f"entity '{entity}' is not in the sync mapping")
     message = context.message_name.lower()
@@ -60,6 +63,16 @@ def from_dataverse(
         observed_at=context.operation_created_on or datetime.now(UTC),
         dedupe_key=context.operation_id or context.correlation_id,
     )
+
+
+def _connection(context: ExecutionContext, *, sync_user_id: str | None, source: Source) -> Notification | Ignored:
+    """A connection changed: its opportunity's roles may have (the opportunity is reconciled, not the row)."""
+    if context.message_name.lower() not in UPSERT_MESSAGES | DELETE_MESSAGES:
+        return Ignored(f"message '{context.message_name}' does not change synced data")
+    if sync_user_id and context.initiating_user_id.lower() == sync_user_id.lower():
+        return Ignored("the change was made by the sync's own application user: not echoed back")
+    note = connection_notification(context, source=source)
+    return note if note is not None else Ignored("the connection links no opportunity: no role to follow")
 
 
 def from_marketo_webhook(payload: Any) -> Notification:

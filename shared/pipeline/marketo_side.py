@@ -34,9 +34,16 @@ MARKETO_DATA_TYPES: dict[FieldType, str] = {
 """The Marketo data type a Marketo field gets when the sync creates it for a mapped Dynamics column."""
 
 
-def person_fields(mapping: EntityMapping) -> list[str]:
-    """Marketo fields to read for a person: the mapped ones, its id, the link field and email (for matching)."""
+SALES_OWNER_FIELD = "externalSalesPersonId"
+"""The Marketo field (persons, companies, opportunities) naming the sales person who owns the record: the
+``externalSalesPersonId`` of the sales person the sync keeps for the owning Dynamics user."""
+
+
+def person_fields(mapping: EntityMapping, *, sales_owner: bool = False) -> list[str]:
+    """Marketo fields to read for a person: the mapped ones, its id, the link field and email (for matching);
+    with ``sales_owner``, the sales person it carries."""
     extra = ["updatedAt"] if mapping.wants_modified_times else []  # a "latest" field: the side modified last wins
+    extra += [SALES_OWNER_FIELD] if sales_owner else []
     return list(dict.fromkeys(["id", "email", mapping.marketo_link_field, *mapping.marketo_fields(), *extra]))
 
 
@@ -85,6 +92,38 @@ def create_persons(marketo: MarketoClient, records: Sequence[tuple[Mapping[str, 
         for (index, _), outcome in zip(group, results, strict=True):
             outcomes[index] = RecordOutcome(index, outcome.status, outcome.id, outcome.reasons)
     return [outcomes[i] for i in range(len(records))]
+
+
+_OBJECT_PATHS = {
+    MarketoObject.COMPANY: "/rest/v1/companies.json",
+    MarketoObject.OPPORTUNITY: "/rest/v1/opportunities.json",
+    MarketoObject.SALES_PERSON: "/rest/v1/salespersons.json",
+}
+
+
+def object_fields(mapping: EntityMapping) -> list[str]:
+    """Marketo fields to read of a one-way object: the one holding the Dynamics id, and the mapped ones."""
+    return list(dict.fromkeys([mapping.marketo_link_field, *mapping.marketo_fields()]))
+
+
+def read_objects(
+    marketo: MarketoClient, mapping: EntityMapping, ids: Sequence[str], fields: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """One-way records by the Dynamics id in their dedupe field (lower-case), one call per 300 ids; an id Marketo
+    holds no record for is absent."""
+    if not ids:
+        return {}
+    kind = mapping.rule.marketo_object
+    if kind is MarketoObject.CUSTOM_OBJECT:
+        assert mapping.custom_object is not None  # the mapping validator guarantees it
+        path = f"/rest/v1/customobjects/{mapping.custom_object}.json"
+    elif kind in _OBJECT_PATHS:
+        path = _OBJECT_PATHS[kind]
+    else:
+        raise ValueError(f"{mapping.entity} syncs to persons, not objects")
+    key = mapping.marketo_link_field
+    found = marketo.get_objects(path, key, list(ids), fields=fields)
+    return {str(record[key]).lower(): record for record in found if record.get(key)}
 
 
 def upsert_objects(

@@ -26,6 +26,7 @@ class Source(StrEnum):
     MARKETO_FEED = "marketo_feed"
     ADMIN_RETRY = "admin_retry"
     ADMIN_RESYNC = "admin_resync"  # a force resync job (shared/pipeline/quicksync/resync.py)
+    VERIFY_SWEEP = "verify_sweep"  # a one-way record Marketo holds otherwise than sent (shared/pipeline/verify.py)
 
 
 class Kind(StrEnum):

@@ -25,8 +25,9 @@ from shared.core.mapping import EntityMapping, SyncMapping
 from shared.core.ncrontab import Schedule, ScheduleError
 from shared.core.pending import PERSON, PendingMark
 from shared.dataverse.client import DataverseClient
-from shared.errors import NotFound
+from shared.errors import NotFound, SyncError
 from shared.marketo.client import MarketoClient
+from shared.marketo.lanes import LaneLimiter
 from shared.marketo.limiter import RateLimiter
 from shared.pipeline import deadletters
 from shared.pipeline.circuit import MARKETO, Circuits
@@ -179,6 +180,16 @@ def budgets(
         if isinstance(limiter, RateLimiter):
             stats = limiter.stats()
             mk.update(calls_last_20s=stats.in_window, ceiling_20s=stats.ceiling, in_flight=stats.in_flight)
+        elif isinstance(limiter, LaneLimiter):  # the budget every instance shares: the tenant's figures
+            try:
+                shared = limiter.usage()
+                mk.update(
+                    calls_last_20s=shared.in_window,
+                    ceiling_20s=limiter.ledger.limits.ceiling,
+                    in_flight=shared.in_flight,
+                )
+            except SyncError:
+                pass  # the store is down: the view shows what it can
         if marketo_available:
             reading = marketo.usage.get()
             if reading.usage is not None:

@@ -2,7 +2,8 @@
 
     register          create or update the Dataverse webhook endpoint and plug-in steps (idempotent)
     unregister        remove exactly what ``register`` created
-    marketo-webhook   print the Marketo webhook to paste, and check the Marketo credentials
+    marketo-webhook   print the Marketo webhook to paste (--flow-steps: the flow-step webhooks too), and check
+                      the Marketo credentials
     validate          a checklist like Marketo's Validate Sync; exit code 0 only when every item passes
     deadletters       list, replay or discard the changes queue's dead letters (``shared/setup/deadletters.py``)
 
@@ -32,7 +33,7 @@ from shared.services import build_dataverse, build_marketo, build_store, load_st
 from shared.settings import Settings
 from shared.setup import deadletters, local_target
 from shared.setup.commands import Outcome, register, unregister
-from shared.setup.marketo_setup import check_marketo, daily_usage, webhook_definition
+from shared.setup.marketo_setup import check_marketo, daily_usage, flow_step_definitions, webhook_definition
 from shared.setup.registration import Op
 from shared.setup.validate import Check, Status, Validator
 from shared.store.base import StateStore
@@ -67,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     mk = commands.add_parser("marketo-webhook", parents=[common], help="print the Marketo webhook definition")
     mk.add_argument("--url", help=f"the Function App's Marketo webhook URL (…{MARKETO_ROUTE}) or its base URL")
     mk.add_argument("--no-check", action="store_true", help="skip the Marketo credentials check")
+    mk.add_argument(
+        "--flow-steps", action="store_true",
+        help="also print the flow-step webhooks (sync-person, change-owner, create-task)",
+    )  # fmt: skip
 
     val = commands.add_parser("validate", parents=[common], help="check the whole setup")
     val.add_argument("--url", help="the expected Dataverse webhook URL (default: the registered one)")
@@ -215,6 +220,9 @@ def _marketo_webhook(
     sync_mapping = mapping or load_sync_mapping(settings, args.mapping_file)
     for line in webhook_definition(settings, sync_mapping, url):
         print(line, file=out)
+    if args.flow_steps:
+        for line in flow_step_definitions(settings, url.removesuffix(MARKETO_ROUTE)):
+            print(line, file=out)
     if args.no_check:
         return 0
     marketo: MarketoClient = build_marketo(settings, http)

@@ -1,7 +1,8 @@
 """What the Dataverse side of the sync must have registered, and what to change to get there (decide, no I/O).
 
 :func:`desired` turns the mapping into one webhook service endpoint and, per synced table, an asynchronous
-post-operation step for Create, Update and Delete with the image the pipeline reads. :func:`plan` compares that
+post-operation step for Create, Update and Delete with the image the pipeline reads (and, with opportunities
+synced, the same three on the connection table: an opportunity's stakeholders). :func:`plan` compares that
 with what :mod:`shared.setup.registry` read from Dataverse and returns one :class:`Action` per registration:
 create, update (naming the fields that differ), delete or unchanged. Only rows this product owns are ever in
 ``existing``: the endpoint named :data:`ENDPOINT_NAME`, and steps on it whose name starts with :data:`PREFIX`.
@@ -21,6 +22,9 @@ from typing import Any
 from pydantic import SecretStr
 
 from shared.core.mapping import SYNC_FILTER_COLUMN, EntityMapping, SyncMapping
+from shared.pipeline.connections import CONNECTION
+from shared.pipeline.connections import WATCHED as CONNECTION_COLUMNS
+from shared.pipeline.dataverse_side import followed_lookups, sales_owners_synced
 
 PREFIX = "d365-marketo-sync:"
 ENDPOINT_NAME = f"{PREFIX} webhook"
@@ -140,28 +144,37 @@ def step_name(entity: str, message: str) -> str:
     return f"{PREFIX} {message} of {entity}"
 
 
-def watched_columns(entity: EntityMapping) -> frozenset[str]:
-    """The columns whose change must wake the sync: mapped live columns, the sync filter, a contact's origin lead."""
+def watched_columns(entity: EntityMapping, *, sales_owners: bool = False) -> frozenset[str]:
+    """The columns whose change must wake the sync: mapped live columns, the sync filter, and the lookups the
+    sync follows (a contact's origin lead, an opportunity's role contacts, and with ``sales_owners`` (users sync
+    as sales persons) a record's owner)."""
     columns = {f.dynamics for f in entity.live_fields}
     if entity.sync_filter:
         columns.add(SYNC_FILTER_COLUMN)
-    if entity.entity == "contact":
-        columns.add("originatingleadid")
+    columns.update(followed_lookups(entity.entity, sales_owners=sales_owners))
     return frozenset(columns)
+
+
+def _steps(entity: str, columns: frozenset[str]) -> list[StepSpec]:
+    steps = []
+    for message in MESSAGES:
+        if message == "Delete":
+            images = (ImageSpec(IMAGE_PRE, PRE_IMAGE, columns, "Target"),)
+        else:
+            prop = "Id" if message == "Create" else "Target"
+            images = (ImageSpec(IMAGE_POST, POST_IMAGE, columns, prop),)
+        filtering = columns if message == "Update" else frozenset()
+        steps.append(StepSpec(entity, message, filtering, images))
+    return steps
 
 
 def desired(mapping: SyncMapping, *, url: str, header: str, secret: SecretStr) -> Desired:
     steps = []
+    owners = sales_owners_synced(mapping)
     for entity in mapping.entities:
-        columns = watched_columns(entity)
-        for message in MESSAGES:
-            if message == "Delete":
-                images = (ImageSpec(IMAGE_PRE, PRE_IMAGE, columns, "Target"),)
-            else:
-                prop = "Id" if message == "Create" else "Target"
-                images = (ImageSpec(IMAGE_POST, POST_IMAGE, columns, prop),)
-            filtering = columns if message == "Update" else frozenset()
-            steps.append(StepSpec(entity.entity, message, filtering, images))
+        steps += _steps(entity.entity, watched_columns(entity, sales_owners=owners))
+    if "opportunity" in mapping.by_entity:  # an opportunity's stakeholders: its roles follow its connections
+        steps += _steps(CONNECTION, CONNECTION_COLUMNS)
     return Desired(EndpointSpec(url, header, secret), tuple(steps))
 
 

@@ -160,6 +160,8 @@ class Validator:
             )
         for entity in self.mapping.entities:
             checks.extend(self._table(client, entity, privileges))
+        if "opportunity" in self.mapping.by_entity:  # the catch-up follows stakeholders through connections
+            checks.append(self._change_tracking(client, "connection"))
         checks.append(self._registration(client))
         return checks
 

@@ -230,6 +230,12 @@ class StateStore:
         for row in self.rows.query(LINKS, entity):
             yield self._link(entity, row)
 
+    def links_page(self, entity: str, *, after: str = "", limit: int = 300) -> list[Link]:
+        """Up to ``limit`` links of one entity whose Dynamics id sorts after ``after``, in id order: a walk over
+        every link a page at a time (pass a page's last id to read the next)."""
+        rows = self.rows.query_range(LINKS, entity, ge=after, limit=limit + 1)
+        return [self._link(entity, row) for row in rows if row.rk != after][:limit]
+
     # --- checkpoints -------------------------------------------------------------------------------------------
 
     def get_checkpoint(self, name: str) -> Checkpoint | None:

@@ -249,3 +249,11 @@ def test_the_same_resync_twice_answers_the_running_job(stack: LocalStack) -> Non
     assert second[1]["job"]["id"] == first[1]["job"]["id"]
     assert (second[1]["created"], first[1]["job"]["records_total"], first[1]["job"]["scope"]) == (False, 1, "record")
     assert JobKind(first[1]["job"]["kind"]) is JobKind.RESYNC
+
+
+def test_the_status_lists_every_timer_the_app_registers(stack: LocalStack) -> None:
+    """A timer added to the app shows in the status (last and next run) without anyone remembering to list it."""
+    from functions.status_view import timer_schedules
+
+    registered = {t.name: t.schedule.text for t in stack.host.functions.timers}
+    assert timer_schedules(stack.settings) == registered

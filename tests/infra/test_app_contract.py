@@ -69,6 +69,7 @@ def test_the_bindings_check_reports_a_missing_setting_connection_and_queue() -> 
 EXPECTED_LITERALS = {
     "SYNC_CHANGES_QUEUE": "sync-changes",
     "QUICK_SYNC_QUEUE": "quick-sync",
+    "FLOW_STEPS_QUEUE": "flow-steps",
     "STATE_STORE": "table",
     "SYNC_TARGET": "live",
     "ServiceBusConnection__credential": "managedidentity",
@@ -103,6 +104,9 @@ PRESENT = (
     "MARKETO_HEADROOM",
     "FUNCTIONS_MAX_INSTANCES",
     "MARKETO_CALLERS",
+    "MARKETO_BUDGET",
+    "MARKETO_LIVE_RESERVE_PERCENT",
+    "MARKETO_DAILY_RESERVE_PERCENT",
     "MARKETO_FEED_SCHEDULE",
     "DATAVERSE_CATCHUP_SCHEDULE",
     "QUICK_SYNC_SCHEDULE",
@@ -142,8 +146,8 @@ def test_schedules_are_six_field_ncrontab(name: str) -> None:
     assert SIX_FIELD_NCRONTAB.match(schedule), f"{name}={schedule!r} is not a six-field NCRONTAB expression"
 
 
-def test_declared_queues_are_exactly_the_two_the_app_uses() -> None:
-    assert bicep.declared_queue_names() == {"sync-changes", "quick-sync"}
+def test_declared_queues_are_exactly_the_three_the_app_uses() -> None:
+    assert bicep.declared_queue_names() == {"sync-changes", "quick-sync", "flow-steps"}
 
 
 def test_azure_yaml_deploys_this_folder_as_the_tagged_python_function_app() -> None:

@@ -282,7 +282,7 @@ EXPLICIT_QUEUE_PROPERTIES = {
 }
 
 
-@pytest.mark.parametrize("queue", ["sync-changes", "quick-sync"])
+@pytest.mark.parametrize("queue", ["sync-changes", "quick-sync", "flow-steps"])
 def test_queue_delivery_semantics_are_explicit(queue: str) -> None:
     matches = [
         q

@@ -24,7 +24,8 @@ def test_settings_file_and_mapping_file(world: World, tmp_path: Path) -> None:
     argv = ["register", "--url", HOOK, "--settings-file", str(settings_file)]
     code = main([*argv, "--mapping-file", str(ROOT / "config" / "mapping.json")], http=world.http, out=out)
     assert code == 0, out.getvalue()
-    assert len(world.tenants.dataverse.rows("sdkmessageprocessingstep")) == 3 * len(world.mapping.entities)
+    steps = 3 * (len(world.mapping.entities) + 1)  # and the connection table's: an opportunity's stakeholders
+    assert len(world.tenants.dataverse.rows("sdkmessageprocessingstep")) == steps
 
 
 def test_a_bad_mapping_file_is_an_error_not_a_traceback(world: World, tmp_path: Path) -> None:

@@ -238,3 +238,16 @@ def test_teardown_removes_everything_found_in_order() -> None:
     actions = teardown(have)
     assert [a.kind for a in actions] == [Kind.IMAGE] * 3 + [Kind.STEP] * 3 + [Kind.ENDPOINT]
     assert all(a.op is Op.DELETE for a in actions)
+
+
+def test_opportunities_add_connection_steps_and_users_add_the_owner() -> None:
+    opportunity = ("opportunity", ["name"])
+    steps = {(s.entity, s.message): s for s in _want(_mapping(opportunity, LEAD)).steps}
+    assert {m for e, m in steps if e == "connection"} == {"Create", "Update", "Delete"}
+    assert steps[("connection", "Update")].filtering == {"record1id", "record2id", "record2roleid", "statecode"}
+    assert steps[("opportunity", "Update")].filtering == {"name", "parentcontactid", "customerid"}
+    assert "ownerid" not in steps[("lead", "Update")].filtering  # no sales persons: the owner is not followed
+    with_users = {(s.entity, s.message): s for s in _want(_mapping(opportunity, LEAD, ("systemuser", ["title"]))).steps}
+    assert "ownerid" in with_users[("lead", "Update")].filtering
+    assert "ownerid" in with_users[("opportunity", "Update")].filtering
+    assert "connection" not in {s.entity for s in _want(_mapping(LEAD)).steps}

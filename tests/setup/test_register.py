@@ -48,7 +48,7 @@ def _images(world: World, step: dict[str, object]) -> list[dict[str, object]]:
 def test_register_creates_endpoint_steps_and_images(world: World) -> None:
     code, out = world.run("register", "--url", HOOK)
     assert code == 0, out
-    entities = len(world.mapping.entities)
+    entities = len(world.mapping.entities) + 1  # and the connection table: an opportunity's stakeholders
     assert f"{1 + 6 * entities} created, 0 updated, 0 unchanged, 0 deleted" in out
 
     [endpoint] = _rows(world, "serviceendpoint")
@@ -64,7 +64,11 @@ def test_register_creates_endpoint_steps_and_images(world: World) -> None:
     assert all((s["mode"], s["stage"], s["supporteddeployment"]) == (1, 40, 0) for s in steps)
 
     update = _step(world, "contact", "Update")
-    watched = {f.dynamics for f in world.mapping.get("contact").live_fields} | {"new_synctomkto", "originatingleadid"}
+    watched = {f.dynamics for f in world.mapping.get("contact").live_fields} | {
+        "new_synctomkto",
+        "originatingleadid",
+        "ownerid",  # its sales owner
+    }
     assert set(str(update["filteringattributes"]).split(",")) == watched
     [post] = _images(world, update)
     assert (post["imagetype"], post["entityalias"], post["messagepropertyname"]) == (1, "PostImage", "Target")
@@ -80,7 +84,8 @@ def test_re_running_is_a_no_op(world: World) -> None:
     before = _writes(world)
     code, out = world.run("register", "--url", HOOK)
     assert code == 0
-    assert f"0 created, 0 updated, {1 + 6 * len(world.mapping.entities)} unchanged, 0 deleted" in out
+    tables = len(world.mapping.entities) + 1  # and the connection table
+    assert f"0 created, 0 updated, {1 + 6 * tables} unchanged, 0 deleted" in out
     assert _writes(world) == before
 
 
@@ -116,7 +121,7 @@ def test_a_mapping_change_updates_filters_and_images_and_drops_removed_entities(
         assert "jobtitle" not in str(image["attributes"]).split(",")
     team_filters = {world.tenants.dataverse.sdk_message_filter_id(m, "team") for m in ("Create", "Update", "Delete")}
     assert not [s for s in _rows(world, "sdkmessageprocessingstep") if s["_sdkmessagefilterid_value"] in team_filters]
-    assert len(_rows(world, "sdkmessageprocessingstepimage")) == 3 * len(changed.entities)
+    assert len(_rows(world, "sdkmessageprocessingstepimage")) == 3 * (len(changed.entities) + 1)  # and connection
 
     code, out = world.run("register", "--url", HOOK, mapping=changed)
     assert "0 created, 0 updated" in out

@@ -80,7 +80,8 @@ def annotate(org: Organisation, out: dict[str, Any], column: Column, value: Any,
         target = org.lookup_target(column, str(value))
         if annotations.wants(NAVIGATION):
             suffix = f"_{target.logical_name}" if target is not None and len(column.all_targets) > 1 else ""
-            out[f"{wire}@{NAVIGATION}"] = column.name + ("" if column.type == "Owner" else suffix)
+            named = column.navigation.get(target.logical_name) if target is not None else None
+            out[f"{wire}@{NAVIGATION}"] = named or column.name + ("" if column.type == "Owner" else suffix)
         if annotations.wants(LOOKUP_NAME) and target is not None:
             out[f"{wire}@{LOOKUP_NAME}"] = target.logical_name
 

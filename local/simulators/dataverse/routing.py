@@ -84,6 +84,8 @@ class Router:
         if table is None:
             raise errors.segment_not_found(name)
         prefer = Prefer.parse(request.headers.get("prefer"))
+        if request.method == "GET":
+            self.org.check_read(caller, table)
         if key is None:
             if rest:
                 return self._bound(request, caller, table, None, rest)

@@ -65,6 +65,7 @@ class Organisation:
     state: State = field(init=False)
     lock: threading.RLock = field(init=False, default_factory=threading.RLock)
     grants: dict[str, dict[str, tuple[bool, bool, bool]]] = field(init=False, default_factory=dict)
+    read_denied: dict[str, set[str]] = field(init=False, default_factory=dict)  # user -> tables its roles cannot read
 
     def __post_init__(self) -> None:
         names = list(self.tables)
@@ -104,6 +105,19 @@ class Organisation:
             return True
         grants = self.grants.get(user_id, {})
         return bool(grants.get(metadata_id(table.logical_name, column.name), (False, False, False))[index])
+
+    def check_read(self, caller: Caller, table: Table) -> None:
+        """Table privileges: a security role without Read on the table answers as Dataverse does (PrivilegeDenied)."""
+        if table.logical_name in self.read_denied.get(caller.user_id, set()):
+            schema = table.schema_name or table.logical_name
+            raise errors.ApiError(
+                403,
+                "0x80040220",
+                f"Principal user (Id={caller.user_id}, type=8, roleCount=1, privilegeCount=411, accessMode='0 "
+                f"Read-Write'), is missing prvRead{schema} privilege (Id={metadata_id(table.logical_name, 'prvRead')}) "
+                f"for entity '{table.logical_name}'. context.Caller={caller.user_id}. Consider adding missed privilege "
+                "to one of the principal (user/team) roles.",
+            )
 
     def snapshot(self) -> State:
         return copy.deepcopy(self.state)

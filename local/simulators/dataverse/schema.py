@@ -1,6 +1,7 @@
 """The tables, columns and choices of the simulated organisation.
 
-The standard tables (lead, contact, account, systemuser, opportunity, team) are loaded at run time from
+The standard tables (lead, contact, account, systemuser, opportunity, team, and connection with its
+connectionrole: an opportunity's stakeholders) are loaded at run time from
 ``tables/<table>.json``: column metadata recorded from Microsoft's published table reference (each file's
 ``source`` names the page, its URL and the date). On top of them come the plug-in registration tables (in the
 shape the Web API exposes them) and a few customisations a customiser made in the demo organisation
@@ -18,7 +19,17 @@ from typing import Any
 
 _NS = uuid.UUID("6f1c3a52-6b0e-4f54-9f55-2f6a3c1d0e01")
 TABLES_DIR = Path(__file__).with_name("tables")
-STANDARD_TABLES = ("lead", "contact", "account", "systemuser", "opportunity", "team")
+STANDARD_TABLES = (
+    "lead",
+    "contact",
+    "account",
+    "systemuser",
+    "opportunity",
+    "team",
+    "connection",
+    "connectionrole",
+    "task",
+)
 
 LOOKUP_TYPES = frozenset({"Lookup", "Owner", "Customer"})
 CHOICE_TYPES = frozenset({"Picklist", "State", "Status"})
@@ -64,6 +75,9 @@ class Column:
     valid_for_read: bool = True
     custom: bool = False
     default: Any = None  # DefaultValue: what the platform stores when a create leaves the column out
+    navigation: dict[str, str] = field(default_factory=dict)
+    """A polymorphic lookup's navigation property per target, when the table names them itself (an activity's
+    ``regardingobjectid_lead_task``); empty: ``<column>_<target>``."""
 
     @property
     def is_lookup(self) -> bool:
@@ -137,6 +151,7 @@ def column_from_metadata(raw: Mapping[str, Any]) -> Column:
         states=states,
         custom=bool(raw.get("IsCustomAttribute", False)),
         default=raw.get("DefaultValue"),
+        navigation=dict(raw.get("NavigationPropertyNames") or {}),
     )
 
 

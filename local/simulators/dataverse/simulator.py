@@ -241,6 +241,14 @@ class DataverseSimulator:
         """Give a user a field security profile entry for a secured column."""
         self.org.grants.setdefault(user_id.lower(), {})[metadata_id(entity, column)] = (read, update, create)
 
+    def deny_read(self, user_id: str, entity: str, *, denied: bool = True) -> None:
+        """Take Read on a table away from a user's security roles (or give it back): its reads get PrivilegeDenied."""
+        tables = self.org.read_denied.setdefault(user_id.lower(), set())
+        if denied:
+            tables.add(entity)
+        else:
+            tables.discard(entity)
+
     def inject(self, fault: InjectedFault | None = None, /, **kwargs: Any) -> InjectedFault:
         """Plan a failure for the next matching API request(s)."""
         return self.faults.add(fault or InjectedFault(**kwargs))

@@ -52,14 +52,21 @@ def navigation(table: Table, name: str) -> tuple[Column, tuple[str, ...]] | None
 
     Single-target lookups are named after the column (``parentaccountid``); a lookup that can point at several
     tables has one navigation property per target (``parentcustomerid_account``, ``eventhandler_serviceendpoint``),
-    except ``ownerid`` which accepts users and teams under its own name.
+    except ``ownerid`` which accepts users and teams under its own name, and the lookups whose table names each
+    target's property itself (an activity's ``regardingobjectid_contact_task``: ``Column.navigation``).
     """
     column = table.columns.get(name)
     if column is not None and column.is_lookup and (len(column.all_targets) <= 1 or column.type == "Owner"):
         return column, column.all_targets
+    for column in table.columns.values():
+        for target, property_name in column.navigation.items():
+            if property_name == name:
+                return column, (target,)
     base, _, target = name.rpartition("_")
     column = table.columns.get(base)
     if column is not None and column.is_lookup and len(column.all_targets) > 1 and target in column.all_targets:
+        if column.navigation:  # the table names its own navigation properties: this one is not among them
+            return None
         return column, (target,)
     return None
 

@@ -27,6 +27,7 @@ MAX_PAGE_SIZE = 5000  # Dataverse's largest page
 class JobKind(StrEnum):
     QUICK_SYNC = "quick_sync"  # one added field, Dynamics -> Marketo
     RESYNC = "resync"  # an admin's force resync of records (:mod:`shared.pipeline.quicksync.resync`)
+    INITIAL_SYNC = "initial_sync"  # an entity added at runtime: every record (:mod:`shared.pipeline.quicksync.initial`)
 
 
 class JobState(StrEnum):
@@ -86,6 +87,8 @@ class QuickSyncJob:
     ids: list[str] = field(default_factory=list)  # resync of records by id
     records_total: int | None = None  # counted when the job starts (None: unknown, or more than Dataverse counts)
     in_flight: list[str] = field(default_factory=list)  # resync both ways: the ids of the last page queued
+    not_before: str | None = None  # the runner leaves the job queued until then (an initial sync: every instance
+    # has seen its entity in the mapping by then)
     etag: str | None = field(default=None, compare=False)
 
     @property
@@ -117,7 +120,7 @@ class QuickSyncJob:
             doc.pop(internal)
         doc["resumable"] = self.next_link is not None
         doc["records_processed"] = self.records_read
-        if self.kind is JobKind.RESYNC:
+        if self.kind is not JobKind.QUICK_SYNC:
             doc["column"] = doc["marketo_field"] = None
             doc["records_requested"] = len(self.ids) or None
         total = self.records_total
@@ -134,7 +137,7 @@ class QuickSyncJob:
         doc["eta_s"] = (round(left / rate, 1) if rate else None) if self.state.active and left is not None else None
         if not self.state.active:
             doc["eta_s"] = 0.0 if self.state is JobState.DONE else None
-        for name in ("created_at", "started_at", "finished_at", "updated_at"):
+        for name in ("created_at", "started_at", "finished_at", "updated_at", "not_before"):
             doc[name] = readable(doc[name])
         return doc
 

@@ -30,6 +30,7 @@ from shared.pipeline.feeds import record_run
 from shared.pipeline.field_states import mark_broken, set_field_state
 from shared.pipeline.ports import ChangesQueue, LiveMapping
 from shared.pipeline.quicksync.backfill import Backfill, range_filter
+from shared.pipeline.quicksync.initial import InitialSync, adopt_entities, entity_synced
 from shared.pipeline.quicksync.jobs import (
     MAX_PAGE_SIZE,
     JobKind,
@@ -129,8 +130,10 @@ def run_quick_sync(
         if pause.is_paused(job.entity):
             log.info("Quick Sync %s waits: %s is paused", job.id, job.entity)
             continue
+        if job.not_before is not None and job.not_before > iso(run.now()):
+            continue  # its nudge is scheduled for then; the timer's next minute would do too
         try:
-            if job.kind is JobKind.RESYNC:
+            if job.kind in (JobKind.RESYNC, JobKind.INITIAL_SYNC):
                 work_resync(run, job)
             else:
                 _work(run, job)
@@ -150,8 +153,9 @@ def run_quick_sync(
 
 def _adopt_orphans(run: _Run) -> None:
     """A field waiting for a Quick Sync with no job (a crash between saving the mapping and the job, or a
-    mapping edited by hand) gets one, so it can never wait forever."""
-    jobs = [j for j in list_jobs(run.store) if j.state.active]
+    mapping edited by hand) gets one, so it can never wait forever; so does an entity waiting for its initial sync."""
+    run.report.adopted += adopt_entities(run.store, run.mapping, run.now())
+    jobs = [j for j in list_jobs(run.store) if j.state.active and j.kind is JobKind.QUICK_SYNC]
     for entity in run.mapping.entities:
         for f in entity.fields:
             if not f.state.in_quick_sync:
@@ -278,7 +282,8 @@ def work_resync(run: _Run, job: QuickSyncJob) -> None:
         log.info("resync %s is being worked by another instance", job.id)
         return
     run.report.jobs.append(job.id)
-    pager = Resync(run.store, run.dataverse, run.marketo, entity, run.changes)
+    initial = job.kind is JobKind.INITIAL_SYNC
+    pager = (InitialSync if initial else Resync)(run.store, run.dataverse, run.marketo, entity, run.changes)
     page_size = max(1, min(job.page_size or RESYNC_PAGE, MAX_PAGE_SIZE))
     while not job.paged_all:
         outcome = pager.page(job, page_size, run.now())
@@ -314,6 +319,17 @@ def work_resync(run: _Run, job: QuickSyncJob) -> None:
         f"Resync done: {job.entity}, {job.records_done} records {what}, {job.records_failed} failed (see sync "
         f"errors), {job.records_unlinked} not linked or gone, in {job.pages} pages over {job.runs} runs"
     )
+    if initial:
+        run.mapping = entity_synced(run.live, job.entity)  # the catch-up takes the table over
+        caught_up = (
+            "the catch-up reads its changes from now on"
+            if job.scope == "changes"
+            else "change tracking is off for the table: only its plug-in steps bring its changes"
+        )
+        notice = (
+            f"Initial sync done: {job.entity}, {job.records_done} records queued for their first reconcile, in "
+            f"{job.pages} pages over {job.runs} runs; {caught_up}"
+        )
     _finish(run, job, JobState.DONE, notice)
     run.report.finished.append(job.id)
 

@@ -5,6 +5,10 @@ Every person in the batch together, whatever its entity: one Dataverse read per 
 Dataverse ``$batch`` per entity for the changes that flow back. Decisions become :class:`PersonPlan` values
 first; writing them is a separate step, so what was decided can be logged and asserted.
 
+A person carries its record's sales owner (``externalSalesPersonId``: the owner when it is a Dynamics user,
+:func:`~shared.pipeline.dataverse_side.sales_owner`) while users sync as sales persons: compared with what the
+person holds, so an owner change, or a Marketo edit of it, is written at the record's next reconcile.
+
 A field whose write failed (Marketo skipped the record, a ``$batch`` part failed) keeps its old baseline, so the
 change is retried at the next reconcile. A record that changed in Dynamics since it was read (412) is decided
 again from fresh reads.
@@ -23,7 +27,14 @@ from shared.core.values import modified_time, read_dynamics_record, read_marketo
 from shared.dataverse.client import RecordUpdate
 from shared.errors import Conflict, MissingField, SkipRecord
 from shared.pipeline import marketo_side
-from shared.pipeline.dataverse_side import qualified_lead, sync_filter_flag
+from shared.pipeline.dataverse_side import (
+    SALES_OWNER_KEY,
+    qualified_lead,
+    sales_owner,
+    sales_owners_synced,
+    sync_filter_flag,
+)
+from shared.pipeline.marketo_side import SALES_OWNER_FIELD
 from shared.pipeline.reconcile.batch import Batch, Target
 from shared.pipeline.reconcile.broken import marketo_field_gone, read_dynamics
 from shared.pipeline.reconcile.links import keep_failed, save_link
@@ -53,6 +64,7 @@ class PersonPlan:
     marketo: dict[str, Any]
     dynamics: RecordUpdate | None = None
     follows: Link | None = None
+    followed: dict[str, Any] = field(default_factory=dict)  # kept in the baseline once Marketo took the write
 
 
 @dataclass
@@ -113,7 +125,10 @@ def _read_and_match(batch: Batch, groups: list[PersonGroup]) -> Persons:
     broken and both reads are repeated without it."""
     wanted = sorted({m.person_id for g in groups for m in g.matches.values() if m.person_id})
     for _ in range(sum(len(g.mapping.fields) for g in groups) + 2):
-        fields = list(dict.fromkeys(f for g in groups for f in marketo_side.person_fields(g.mapping)))
+        owners = sales_owners_synced(batch.mapping)
+        fields = list(
+            dict.fromkeys(f for g in groups for f in marketo_side.person_fields(g.mapping, sales_owner=owners))
+        )
         try:
             persons = marketo_side.read_persons(batch.marketo, wanted, fields)
             matches, found = match_by_email(batch.marketo, batch.store, groups, persons, fields)
@@ -192,16 +207,22 @@ def _decide(batch: Batch, group: PersonGroup, persons: Mapping[str, dict[str, An
         decision = decide(mapping, state)
         batch.decided(target, decision, state)
         batch.fail(*conversion_errors(mapping, rid, decision, at=batch.clock()))
+        owner = sales_owner(record, mapping) if sales_owners_synced(batch.mapping) else None
+        followed = {SALES_OWNER_KEY: owner} if sales_owners_synced(batch.mapping) else {}
         if decision.action is RecordAction.CREATE_IN_MARKETO:
             body = marketo_side.marketo_body(mapping, decision)
             body[mapping.marketo_link_field] = rid
-            plans.append(PersonPlan(mapping, target, link, decision, None, body))
+            if followed:
+                body[SALES_OWNER_FIELD] = owner
+            plans.append(PersonPlan(mapping, target, link, decision, None, body, followed=followed))
             continue
         if decision.action is not RecordAction.SYNC or person is None or person_id is None:
             continue
         body = marketo_side.marketo_body(mapping, decision)
         if str(person.get(mapping.marketo_link_field) or "").lower() != rid:
             body[mapping.marketo_link_field] = rid  # a newly matched person learns its Dynamics id
+        if followed and str(person.get(SALES_OWNER_FIELD) or "").lower() != (owner or ""):
+            body[SALES_OWNER_FIELD] = owner  # a new owner, or a Marketo edit of it: Dynamics wins
         if body:
             body["id"] = int(person["id"])
         update = RecordUpdate(rid, dict(decision.dynamics_writes), etag=record.etag)
@@ -215,6 +236,7 @@ def _decide(batch: Batch, group: PersonGroup, persons: Mapping[str, dict[str, An
                 body,
                 update if decision.dynamics_writes else None,
                 follows=match.follows,
+                followed=followed,
             )
         )
     return plans
@@ -236,7 +258,7 @@ def _write(batch: Batch, groups: list[PersonGroup], plans: list[list[PersonPlan]
         if not outcome.ok or outcome.id is None:
             batch.fail(marketo_error(plan.mapping.entity, plan.target.dynamics_id, "create", outcome, at=batch.clock()))
             continue
-        save_link(batch, plan.target, plan.link, str(outcome.id), dict(plan.decision.new_baseline))
+        save_link(batch, plan.target, plan.link, str(outcome.id), {**plan.decision.new_baseline, **plan.followed})
     for group, group_plans in zip(groups, plans, strict=True):
         entity = group.mapping.entity
         synced = [p for p in group_plans if p.person_id is not None]
@@ -248,6 +270,8 @@ def _write(batch: Batch, groups: list[PersonGroup], plans: list[list[PersonPlan]
                 continue
             failed = failed_marketo.get((entity, rid), set()) | written.failed.get(rid, set())
             baseline = keep_failed(plan.decision, plan.link, failed)
+            if (entity, rid) not in failed_marketo:
+                baseline.update(plan.followed)  # Marketo holds the record's sales owner
             save_link(batch, plan.target, plan.link, plan.person_id, baseline, follows=plan.follows)
 
 

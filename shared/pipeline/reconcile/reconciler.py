@@ -123,14 +123,19 @@ class Reconciler:
         if plan.deferred:
             self._defer(plan.deferred)
         two_way: list[tuple[EntityMapping, list[Target]]] = []
+        after_persons: list[tuple[EntityMapping, list[Target]]] = []
         for entity, targets in plan.targets.items():
             mapping = batch.mapping.get(entity)
             if mapping.rule.two_way:
                 two_way.append((mapping, targets))
+            elif entity == "opportunity":
+                after_persons.append((mapping, targets))  # its roles need the persons of its contacts
             else:
-                reconcile_objects(batch, mapping, targets)
+                reconcile_objects(batch, mapping, targets)  # sales persons before the persons they own
         if two_way:
             reconcile_persons(batch, two_way)
+        for mapping, targets in after_persons:
+            reconcile_objects(batch, batch.mapping.get(mapping.entity), targets)
         settled = settle_errors(self.store, report, plan.targets, persons, started=started, at=self.clock())
         if settled.resolved:
             log.info("%d sync error(s) resolved: their records reconciled cleanly", len(settled.resolved))
