@@ -150,6 +150,8 @@ def fields_add(args: argparse.Namespace, ctx: Context) -> int:
     body: dict[str, Any] = {"dynamics": args.column, "marketo": args.marketo or args.column}
     if args.one_way:
         body["one_way"] = True
+    if args.winner:
+        body["winner"] = args.winner
     if args.create_marketo_field:
         body["create_marketo_field"] = True
     window = {"modified_from": args.modified_from, "modified_to": args.modified_to}

@@ -115,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("column", metavar="COLUMN", help="the Dynamics column's logical name")
     p.add_argument("--marketo", metavar="NAME", help="the Marketo field's API name (default: the column's name)")
     p.add_argument("--one-way", action="store_true", help="Dynamics -> Marketo only")
+    p.add_argument(
+        "--winner",
+        choices=("dynamics", "marketo", "latest"),
+        help="who wins this field's collisions (default: the entity's rule; two-way entities only)",
+    )
     p.add_argument("--create-marketo-field", action="store_true", help="create the Marketo person field if missing")
     p.add_argument("--from", dest="modified_from", metavar="WHEN", help="Quick Sync only records modified from WHEN")
     p.add_argument("--to", dest="modified_to", metavar="WHEN", help="... and up to WHEN (a date covers the whole day)")

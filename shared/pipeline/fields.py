@@ -35,6 +35,7 @@ from shared.core.mapping import (
     FieldMapping,
     FieldState,
     FieldType,
+    FieldWinner,
     LookupPart,
 )
 from shared.dataverse.client import AttributeInfo, DataverseClient
@@ -71,6 +72,10 @@ class AddFieldRequest(BaseModel):
     dynamics: str = Field(pattern=COLUMN_PATTERN, max_length=MAX_NAME_LENGTH)
     marketo: str = Field(pattern=MARKETO_FIELD_PATTERN, max_length=MAX_NAME_LENGTH)
     one_way: bool = False
+    winner: FieldWinner | None = Field(
+        default=None,
+        description="who wins this field's collisions: dynamics, marketo or latest (default: the entity's)",
+    )
     create_marketo_field: bool = False
     marketo_display_name: str | None = Field(default=None, min_length=1, max_length=255)
     lookup_part: LookupPart | None = None
@@ -287,7 +292,16 @@ def _built(facts: ColumnFacts, entity: EntityMapping, request: AddFieldRequest, 
     )
     if isinstance(built, str):
         raise NotPossible(f"{entity.entity}.{request.dynamics}: {built}", code="unsupported-column")
-    return built
+    if request.winner is None:
+        return built
+    if not entity.rule.two_way or request.one_way:
+        what = f"{entity.entity} syncs Dynamics -> Marketo only" if not entity.rule.two_way else "a one_way field"
+        raise InvalidRequest(
+            f"{what}: Dynamics always wins, so a field of it names no collision winner",
+            code="bad-request",
+            field="winner",
+        )
+    return built.model_copy(update={"winner": request.winner})
 
 
 # --- the endpoints -------------------------------------------------------------------------------------------------
