@@ -17,6 +17,7 @@ import azure.functions as func
 from functions.http import answers_errors, json_answer
 from shared.pipeline.flowsteps import runs
 from shared.pipeline.flowsteps.steps import Ports
+from shared.pipeline.sync_errors import unreadable_message
 from shared.pipeline.webhooks import WebhookCall
 from shared.services import services
 from shared.telemetry import traced_http, traced_timer
@@ -45,11 +46,13 @@ def marketo_flow_step(req: func.HttpRequest) -> func.HttpResponse:
 @bp.service_bus_queue_trigger(arg_name="message", queue_name="%FLOW_STEPS_QUEUE%", connection="ServiceBusConnection")
 def run_flow_step(message: func.ServiceBusMessage) -> None:
     """Run the flow step a nudge names (its record in the state store holds the request)."""
-    key = runs.nudged_run(message.get_body())
-    if key is None:
-        log.warning("flow-step message %s names no run: dropped", message.message_id)
-        return
     svc = services()
+    key = runs.nudged_run(message.get_body())
+    if key is None:  # not one of ours: recorded as a sync error (bad-message), never retried
+        problem = 'not a flow-step nudge ({"run": "<key>"})'
+        svc.store.add_error(unreadable_message(message.message_id, problem, message.get_body(), at=svc.clock()))
+        log.warning("flow-step message %s names no run: recorded as a sync error", message.message_id)
+        return
     ports = Ports(
         svc.store,
         svc.mapping,

@@ -11,6 +11,7 @@ import pytest
 
 from local.stack import IN_PROCESS_HOST, LocalStack
 from shared.pipeline.flowsteps.steps import task_id
+from shared.queueing import OutgoingMessage
 from shared.store.flow_runs import FlowRuns, RunState
 from tests.e2e.conftest import ManualClock, SkippedWaits
 from tests.stacks import PROMPT_BATCHING, running_stack
@@ -249,3 +250,13 @@ def test_a_run_that_never_finishes_is_given_up_with_a_sync_error(flow: Flow) -> 
     assert run is not None
     assert run.state is RunState.FAILED
     assert list(FlowRuns(flow.stack.services.store.rows).open_keys(10)) == []
+
+
+def test_a_message_on_the_flow_steps_queue_that_names_no_run_is_a_sync_error(flow: Flow) -> None:
+    queue = flow.stack.settings.flow_steps_queue
+    flow.stack.broker.send(queue, [OutgoingMessage(body=b'{"not": "a nudge"}', message_id="stray-1")])
+    flow.settle()
+    (error,) = flow.errors("bad-message")
+    assert error["record_id"] == "stray-1"
+    assert "not a flow-step nudge" in error["message"]
+    assert flow.stack.broker.queue(queue).dead_letters == []  # completed: it would never get better
