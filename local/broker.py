@@ -100,8 +100,9 @@ class LocalQueue:
 
     # --- consumer side ---------------------------------------------------------------------------------------
 
-    def receive(self, max_messages: int, timeout: float) -> list[Delivered]:
-        """Lock up to ``max_messages`` available messages, waiting up to ``timeout`` seconds for the first."""
+    def receive(self, max_messages: int, timeout: float, stop: threading.Event | None = None) -> list[Delivered]:
+        """Lock up to ``max_messages`` available messages, waiting up to ``timeout`` seconds for the first (or
+        until ``stop`` is set and :meth:`wake` called: then nothing)."""
         deadline = self._clock() + timeout
         with self._cond:
             while True:
@@ -109,7 +110,7 @@ class LocalQueue:
                 if self._ready and self._ready[0].available_at <= now:
                     break
                 remaining = deadline - now
-                if remaining <= 0:
+                if remaining <= 0 or (stop is not None and stop.is_set()):
                     return []
                 wait = remaining
                 if self._ready:
@@ -123,14 +124,16 @@ class LocalQueue:
                 taken.append(Delivered(entry.message, entry.sequence, entry.enqueued_at, entry.delivery_count))
             return taken
 
-    def receive_batch(self, max_messages: int, min_messages: int, max_wait: float, timeout: float) -> list[Delivered]:
+    def receive_batch(
+        self, max_messages: int, min_messages: int, max_wait: float, timeout: float, stop: threading.Event | None = None
+    ) -> list[Delivered]:
         """Like the Functions host with ``minMessageBatchSize``/``maxBatchWaitTime``: once a message is available,
         wait up to ``max_wait`` for ``min_messages`` of them before delivering what there is."""
         first_deadline = self._clock() + timeout
         with self._cond:
             while not self._available(self._clock()):
                 remaining = first_deadline - self._clock()
-                if remaining <= 0:
+                if remaining <= 0 or (stop is not None and stop.is_set()):
                     return []
                 self._cond.wait(timeout=min(remaining, self._next_due_in(self._clock())))
             batch_deadline = self._clock() + max_wait
@@ -140,6 +143,12 @@ class LocalQueue:
                     break
                 self._cond.wait(timeout=min(remaining, self._next_due_in(self._clock())))
         return self.receive(max_messages, timeout=0)
+
+    def wake(self) -> None:
+        """Wake every receive waiting now, to look at its ``stop`` event: a host stopping ends its pumps at once,
+        even when the queue's clock is a test's that stands still (their waits would never time out)."""
+        with self._cond:
+            self._cond.notify_all()
 
     def _available(self, now: float) -> int:
         return sum(1 for e in self._ready if e.available_at <= now)

@@ -382,9 +382,9 @@ class LocalHost:
         while not self._stop.is_set():
             b = self.batching
             if consumer.many:
-                delivered = queue.receive_batch(b.max_size, b.min_size, b.max_wait, timeout=0.2)
+                delivered = queue.receive_batch(b.max_size, b.min_size, b.max_wait, timeout=0.2, stop=self._stop)
             else:
-                delivered = queue.receive(1, timeout=0.2)
+                delivered = queue.receive(1, timeout=0.2, stop=self._stop)
             if not delivered:
                 continue
             messages = [to_function_message(d) for d in delivered]
@@ -438,6 +438,8 @@ class LocalHost:
 
     def stop(self) -> None:
         self._stop.set()
+        for consumer in self.functions.queues:
+            self.broker.queue(consumer.queue).wake()
         for thread in self._threads:
             thread.join(timeout=5)
         self._server.stop()

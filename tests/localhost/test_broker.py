@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 from local.broker import LocalBroker, LocalQueue
@@ -84,3 +85,19 @@ def test_the_broker_addresses_queues_by_name() -> None:
     broker.send("one", [msg("a")])
     assert set(broker.queues()) == {"one"}
     assert broker.queue("one").peek()[0].message.message_id == "a"
+
+
+def test_a_receive_waiting_on_a_clock_that_stands_still_returns_when_stopped_and_woken() -> None:
+    """A host stopping over a test's frozen clock: its pumps' waits would never time out, so the stop ends them."""
+    queue = LocalQueue("q", clock=lambda: 0.0)
+    stop = threading.Event()
+    got: list[object] = []
+    waiter = threading.Thread(target=lambda: got.append(queue.receive_batch(10, 5, 1.0, timeout=0.2, stop=stop)))
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive()  # 0.2 s never pass on this clock
+    stop.set()
+    queue.wake()
+    waiter.join(5)
+    assert not waiter.is_alive()
+    assert got == [[]]
