@@ -33,7 +33,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.core.entities import BUILT_IN, MarketoObject, rule_for
 from shared.core.fields import ColumnFacts, build_field, derive_type
-from shared.core.json_text import JsonTextError, load_json
 from shared.core.mapping import SYNC_FILTER_COLUMN, EntityMapping, EntityState, FieldMapping, FieldState, FieldType
 from shared.dataverse.client import AttributeInfo, DataverseClient
 from shared.errors import AlreadyExists, Conflict, InvalidRequest, NotFound, NotPossible, SkipRecord, StopSync
@@ -54,6 +53,7 @@ from shared.pipeline.fields import (
 from shared.pipeline.ports import LiveMapping
 from shared.pipeline.quicksync.initial import active_initial_sync, new_initial_sync_job
 from shared.pipeline.quicksync.jobs import MAX_PAGE_SIZE, JobState, QuickSyncJob, iso, list_jobs, save_job
+from shared.pipeline.request_body import json_object
 from shared.store.base import StateStore
 from shared.store.mapping import CHANGED, entity_document
 
@@ -98,12 +98,7 @@ def _validation_problem(exc: ValidationError, model: type[BaseModel], prefix: st
 
 
 def parse_add(body: bytes) -> tuple[AddEntityRequest, list[AddFieldRequest]]:
-    try:
-        data = load_json(body or b"{}")
-    except JsonTextError as exc:
-        raise _bad(str(exc), "body") from None
-    if not isinstance(data, dict):
-        raise _bad("the body must be a JSON object", "body")
+    data = json_object(body)
     try:
         request = AddEntityRequest.model_validate(data)
     except ValidationError as exc:

@@ -27,7 +27,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from shared.core.access import column_access, writes_back
 from shared.core.entities import MarketoObject
 from shared.core.fields import OPTION_METADATA, ColumnFacts, build_field, derive_type
-from shared.core.json_text import JsonTextError, load_json
 from shared.core.mapping import (
     DELETED_FLAG_FIELD,
     SYNC_FILTER_COLUMN,
@@ -44,6 +43,7 @@ from shared.marketo.client import MarketoClient
 from shared.pipeline.marketo_side import MARKETO_DATA_TYPES
 from shared.pipeline.ports import LiveMapping
 from shared.pipeline.quicksync.jobs import MAX_PAGE_SIZE, QuickSyncJob, active_job, create_job, list_jobs
+from shared.pipeline.request_body import json_object
 from shared.store.base import StateStore
 from shared.store.mapping import CHANGED, entity_document
 
@@ -111,12 +111,7 @@ def _keys(parent: list[str]) -> list[str]:
 
 
 def parse_request(body: bytes) -> AddFieldRequest:
-    try:
-        data = load_json(body or b"{}")
-    except JsonTextError as exc:
-        raise InvalidRequest(str(exc), code="bad-request", field="body") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("the body must be a JSON object", code="bad-request", field="body")
+    data = json_object(body)
     if any(data.get(key) for key in DYNAMICS_CREATION_KEYS):
         raise NotPossible(
             "the sync never creates Dynamics columns: create the column in Dynamics first, then add the field",

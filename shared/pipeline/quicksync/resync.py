@@ -24,7 +24,6 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.core.json_text import JsonTextError, load_json
 from shared.core.mapping import SYNC_FILTER_COLUMN, EntityMapping, FieldFlow, FieldMapping, FieldState, SyncMapping
 from shared.core.pending import MarkKey
 from shared.dataverse.client import DataverseClient
@@ -45,6 +44,7 @@ from shared.pipeline.quicksync.jobs import (
     new_job_id,
     save_job,
 )
+from shared.pipeline.request_body import json_object
 from shared.store.base import StateStore
 
 MAX_IDS = 1000
@@ -100,12 +100,7 @@ def problem(exc: ValidationError, keys: list[str]) -> tuple[str, str]:
 
 def parse_resync(body: bytes, mapping: SyncMapping) -> ResyncRequest:
     """The request, checked: 400 naming the field for anything the job could not run."""
-    try:
-        data = load_json(body or b"{}")
-    except JsonTextError as exc:
-        raise _refuse(str(exc), "body") from None
-    if not isinstance(data, dict):
-        raise _refuse("the body must be a JSON object", "body")
+    data = json_object(body)
     try:
         parsed = ResyncBody.model_validate(data)
     except ValidationError as exc:
