@@ -52,7 +52,8 @@ def test_a_field_added_through_the_api_may_name_its_own_collision_winner(clocked
     assert world.mk.lead(person["id"])["middleName"] == "From Dynamics"  # type: ignore[index]
     history = world.call("GET", f"records/lead/{lead}").json()["history"]
     decided = [f for h in history for f in h["fields"] if f["field"] == "middlename" and f["winner"]]
-    assert decided and {f["winner"] for f in decided} == {"dynamics"}
+    assert decided
+    assert {f["winner"] for f in decided} == {"dynamics"}
 
     refused = world.call("POST", "mapping/account/fields", json={"dynamics": "fax", "marketo": "fax",
                                                                  "winner": "marketo"})  # fmt: skip
