@@ -97,13 +97,14 @@ def test_a_grant_stamped_in_the_future_is_dropped() -> None:
 # --- one store, many holders and threads ---------------------------------------------------------------------------
 
 
-def test_threads_of_many_holders_never_pass_the_ceiling_and_fill_it(tmp_path: Path) -> None:
-    clock = FakeClock()
-    path = tmp_path / "state.sqlite3"
-    holders = [lane(StoreLedger(SqliteRows(path), LIMITS), Lane.LIVE, clock) for _ in range(3)]  # ETag races
-    spans: list[tuple[float, float]] = []
+def hammer(
+    holders: list[LaneLimiter], clock: FakeClock, *, threads: int, seconds: float, join_timeout: float
+) -> list[tuple[float, float, Lane]]:
+    """``threads`` threads spread over ``holders`` make 10 ms calls through them for ``seconds`` of the fake
+    clock; each call's start, end and lane. Fails if a thread is still stuck after ``join_timeout`` real seconds."""
+    spans: list[tuple[float, float, Lane]] = []
     lock = threading.Lock()
-    stop = clock.time() + 70.0
+    stop = clock.time() + seconds
 
     def work(limiter: LaneLimiter) -> None:
         while clock.time() < stop:
@@ -112,14 +113,22 @@ def test_threads_of_many_holders_never_pass_the_ceiling_and_fill_it(tmp_path: Pa
                 clock.advance(0.01)
                 end = clock.time()
             with lock:
-                spans.append((start, end))
+                spans.append((start, end, limiter.lane))
 
-    threads = [threading.Thread(target=work, args=(holders[n % 3],)) for n in range(12)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(t.is_alive() for t in threads)
+    workers = [threading.Thread(target=work, args=(holders[n % len(holders)],)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=join_timeout)
+    assert not any(w.is_alive() for w in workers)
+    return spans
+
+
+def test_threads_of_many_holders_never_pass_the_ceiling_and_fill_it(tmp_path: Path) -> None:
+    clock = FakeClock()
+    path = tmp_path / "state.sqlite3"
+    holders = [lane(StoreLedger(SqliteRows(path), LIMITS), Lane.LIVE, clock) for _ in range(3)]  # ETag races
+    spans = [(start, end) for start, end, _ in hammer(holders, clock, threads=12, seconds=70.0, join_timeout=60)]
     for stamps in ([s for s, _ in spans], [e for _, e in spans]):
         assert densest(stamps, LIMITS.window) <= LIMITS.ceiling
     assert densest([s for s, _ in spans], LIMITS.window) >= 0.95 * LIMITS.ceiling
