@@ -2,7 +2,9 @@
 
 At-least-once delivery with a peek-lock, duplicate detection on ``message_id`` within a window, scheduled
 messages, a delivery count that grows on every abandon, and dead-lettering with a reason once it reaches the
-queue's max delivery count. There is no Service Bus broker to run on this machine (the emulator is a container),
+queue's max delivery count. Every operation costs the same however many messages the queue holds: available
+messages wait in arrival order, scheduled ones in a heap by due time, and the duplicate-detection window forgets
+its oldest ids from the front (it never rebuilds its map). There is no Service Bus broker to run on this machine (the emulator is a container),
 so the local host and the end-to-end tests use this; in Azure the real queues behave the same way.
 """
 
@@ -12,6 +14,7 @@ import heapq
 import itertools
 import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -66,9 +69,10 @@ class LocalQueue:
         self.duplicate_window = duplicate_window.total_seconds()
         self._clock = clock
         self._wall = wall
-        self._ready: list[_Entry] = []
+        self._ready: deque[_Entry] = deque()  # available now, in the order they became available
+        self._scheduled: list[_Entry] = []  # a heap by (available_at, sequence): scheduled or retried later
         self._locked: dict[int, _Entry] = {}
-        self._seen: dict[str, float] = {}
+        self._seen: OrderedDict[str, float] = OrderedDict()  # message id -> when sent, oldest first
         self._sequence = itertools.count(1)
         self._cond = threading.Condition()
         self.dead_letters: list[DeadLetter] = []
@@ -86,17 +90,36 @@ class LocalQueue:
                     self.duplicates_dropped += 1
                     continue
                 self._seen[message.message_id] = now
+                self._seen.move_to_end(message.message_id)
                 delay = 0.0
                 if message.scheduled_at is not None:
                     delay = max(0.0, (message.scheduled_at - self._wall()).total_seconds())
-                entry = _Entry(now + delay, next(self._sequence), message, self._wall())
-                heapq.heappush(self._ready, entry)
+                self._put(_Entry(now + delay, next(self._sequence), message, self._wall()), now)
             self._forget_old(now)
             self._cond.notify_all()
 
+    def _put(self, entry: _Entry, now: float) -> None:
+        if entry.available_at <= now and not self._scheduled_before(entry):
+            self._ready.append(entry)
+        else:
+            heapq.heappush(self._scheduled, entry)
+
+    def _scheduled_before(self, entry: _Entry) -> bool:
+        """A scheduled message due before ``entry`` must be handed out first (it is promoted at the next look)."""
+        return bool(self._scheduled) and self._scheduled[0].available_at <= entry.available_at
+
+    def _promote(self, now: float) -> None:
+        """Move the scheduled messages that are due now to the end of the available ones."""
+        while self._scheduled and self._scheduled[0].available_at <= now:
+            self._ready.append(heapq.heappop(self._scheduled))
+
     def _forget_old(self, now: float) -> None:
-        if len(self._seen) > 10_000:
-            self._seen = {k: v for k, v in self._seen.items() if now - v < self.duplicate_window}
+        """Drop ids older than the window from the front (ids are kept in the order they were sent)."""
+        while self._seen:
+            oldest, when = next(iter(self._seen.items()))
+            if now - when < self.duplicate_window:
+                return
+            del self._seen[oldest]
 
     # --- consumer side ---------------------------------------------------------------------------------------
 
@@ -107,18 +130,17 @@ class LocalQueue:
         with self._cond:
             while True:
                 now = self._clock()
-                if self._ready and self._ready[0].available_at <= now:
+                self._promote(now)
+                if self._ready:
                     break
                 remaining = deadline - now
                 if remaining <= 0 or (stop is not None and stop.is_set()):
                     return []
-                wait = remaining
-                if self._ready:
-                    wait = min(wait, max(0.0, self._ready[0].available_at - now))
+                wait = min(remaining, self._next_due_in(now))
                 self._cond.wait(timeout=max(wait, 0.001))
             taken: list[Delivered] = []
-            while self._ready and self._ready[0].available_at <= now and len(taken) < max_messages:
-                entry = heapq.heappop(self._ready)
+            while self._ready and len(taken) < max_messages:
+                entry = self._ready.popleft()
                 entry.delivery_count += 1
                 self._locked[entry.sequence] = entry
                 taken.append(Delivered(entry.message, entry.sequence, entry.enqueued_at, entry.delivery_count))
@@ -151,11 +173,13 @@ class LocalQueue:
             self._cond.notify_all()
 
     def _available(self, now: float) -> int:
-        return sum(1 for e in self._ready if e.available_at <= now)
+        self._promote(now)
+        return len(self._ready)
 
     def _next_due_in(self, now: float) -> float:
-        future = [e.available_at - now for e in self._ready if e.available_at > now]
-        return max(0.001, min(future, default=0.05))
+        if not self._scheduled:
+            return 0.05
+        return max(0.001, self._scheduled[0].available_at - now)
 
     def complete(self, delivered: Sequence[Delivered]) -> None:
         with self._cond:
@@ -185,7 +209,7 @@ class LocalQueue:
                     )
                     continue
                 entry.available_at = now + retry_delay
-                heapq.heappush(self._ready, entry)
+                self._put(entry, now)
             self._cond.notify_all()
 
     def expire_locks(self) -> int:
@@ -201,7 +225,7 @@ class LocalQueue:
     def peek(self) -> list[Delivered]:
         """Every message not yet completed (ready, scheduled or locked), oldest first."""
         with self._cond:
-            entries = sorted([*self._ready, *self._locked.values()], key=lambda e: e.sequence)
+            entries = sorted([*self._ready, *self._scheduled, *self._locked.values()], key=lambda e: e.sequence)
             return [Delivered(e.message, e.sequence, e.enqueued_at, e.delivery_count) for e in entries]
 
     # --- the dead-letter sub-queue: peek, lock, then complete or release -----------------------------------------
@@ -231,14 +255,15 @@ class LocalQueue:
     def drop_ready(self) -> int:
         """Forget the messages waiting (ready or scheduled), as if they had never been sent."""
         with self._cond:
-            lost = len(self._ready)
+            lost = len(self._ready) + len(self._scheduled)
             self._ready.clear()
+            self._scheduled.clear()
             self._cond.notify_all()
             return lost
 
     def idle(self) -> bool:
         with self._cond:
-            return not self._ready and not self._locked
+            return not self._ready and not self._scheduled and not self._locked
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until nothing is ready or locked (scheduled messages count as pending)."""

@@ -101,3 +101,31 @@ def test_a_receive_waiting_on_a_clock_that_stands_still_returns_when_stopped_and
     waiter.join(5)
     assert not waiter.is_alive()
     assert got == [[]]
+
+
+def test_scheduled_and_ready_messages_keep_their_order_and_the_window_forgets_old_ids() -> None:
+    clock = Clock()
+    q = LocalQueue("q", clock=clock, wall=clock.wall, duplicate_window=timedelta(seconds=60))
+    q.send([msg("soon", scheduled_at=clock.wall() + timedelta(seconds=5)), msg("now")])
+    clock.seconds += 5
+    q.send([msg("after")])  # sent once "soon" was due: "soon" is handed out first
+    assert [d.message.message_id for d in q.receive(10, timeout=0)] == ["now", "soon", "after"]
+    clock.seconds += 61
+    q.send([msg("now")])  # out of the window: a new message, not a duplicate
+    assert q.duplicates_dropped == 0
+    assert [d.message.message_id for d in q.receive(10, timeout=0)] == ["now"]
+
+
+def test_a_batch_receive_costs_the_same_however_many_messages_wait() -> None:
+    """100,000 messages waiting: taking batches of 900 never walks the whole queue (the pipeline bench's sizes)."""
+    clock = Clock()
+    q = LocalQueue("q", clock=clock, wall=clock.wall)
+    q.send([msg(f"m{i}") for i in range(100_000)])
+    q.send([msg(f"late{i}", scheduled_at=clock.wall() + timedelta(hours=1)) for i in range(1000)])
+    taken = 0
+    while batch := q.receive_batch(900, 1, 2.0, timeout=0):
+        q.complete(batch)
+        taken += len(batch)
+    assert taken == 100_000
+    assert len(q.peek()) == 1000
+    assert not q.idle()
