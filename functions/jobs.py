@@ -24,7 +24,7 @@ def run_jobs(svc: Services, why: str) -> RunReport:
     """Work every queued and running job; a run cut short (its time budget, a resync's pacing) nudges the next."""
     report = run_quick_sync(
         svc.store,
-        svc.dataverse,
+        svc.dataverse_jobs,  # Dataverse's backfill lane
         svc.backfill,  # the backfill lane: live changes keep their share of Marketo's budget
         svc.live_mapping,
         limits=run_limits(svc.settings),

@@ -24,17 +24,21 @@ from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from shared.core.circuit import ProbeSchedule
 from shared.core.mapping import SyncMapping
 from shared.dataverse.auth import BearerAuth, MsalTokenSource, confidential_client
+from shared.dataverse.budget import LEDGER as DATAVERSE_LEDGER
+from shared.dataverse.budget import BudgetGate, DataverseLimits
 from shared.dataverse.client import DataverseClient
+from shared.dataverse.concurrency import ConcurrencyGate
 from shared.errors import SyncError
-from shared.marketo.budget import BudgetLimits, Lane
+from shared.marketo.budget import BudgetLimits, Lane, Ledger
 from shared.marketo.caller import utcnow
 from shared.marketo.client import MarketoClient
 from shared.marketo.lanes import LaneLimiter
-from shared.marketo.limiter import RateLimiter
+from shared.marketo.limiter import Limiter, RateLimiter
 from shared.pipeline.circuit import Circuits
 from shared.pipeline.pending import MarkingQueue, PendingWork
 from shared.pipeline.ports import ChangesQueue, LiveMapping
 from shared.pipeline.reconcile import Reconciler
+from shared.pipeline.reconcile.carry import CarryRule, busy
 from shared.queueing import QueueObserver, QueueSender, ServiceBusObserver, ServiceBusQueueSender
 from shared.settings import Settings, get_settings
 from shared.store.base import StateStore
@@ -60,6 +64,9 @@ class Services:
     marketo_backfill: MarketoClient | None = None
     """The Marketo client of the job runners (Quick Sync, resyncs, bulk imports, sweeps): the backfill lane of
     the shared budget. Built with ``marketo``'s live lane on creation unless given (docs/budgets.md)."""
+    dataverse_backfill: DataverseClient | None = None
+    """The Dataverse client of the job runners: the backfill lane of Dataverse's shared budget (``dataverse`` gets
+    the live lane on creation unless given)."""
     _mapping: SyncMapping | None = field(default=None, repr=False)
     _mapping_etag: str | None = field(default=None, repr=False)
     _mapping_checked: float = field(default=0.0, repr=False)
@@ -69,12 +76,21 @@ class Services:
     def __post_init__(self) -> None:
         if self.marketo_backfill is None:
             self.marketo, self.marketo_backfill = marketo_lanes(self.settings, self.store, self.marketo)
+        if self.dataverse_backfill is None:
+            self.dataverse, self.dataverse_backfill = dataverse_lanes(self.settings, self.store, self.dataverse)
 
     @property
     def backfill(self) -> MarketoClient:
         """``marketo_backfill``, never None (set on creation)."""
         assert self.marketo_backfill is not None
         return self.marketo_backfill
+
+    @property
+    def dataverse_jobs(self) -> DataverseClient:
+        """``dataverse_backfill``, never None (set on creation): what Quick Sync, initial syncs and resyncs read
+        Dataverse with, behind live traffic."""
+        assert self.dataverse_backfill is not None
+        return self.dataverse_backfill
 
     @property
     def mapping(self) -> SyncMapping:
@@ -115,6 +131,15 @@ class Services:
     def pending(self) -> PendingWork:
         """The pending marks: what was accepted and is not reconciled yet (docs/durability.md)."""
         return PendingWork(self.store, self.clock, timedelta(seconds=self.settings.pending_grace_seconds))
+
+    def carry_rule(self, messages: int, fresh: int) -> CarryRule | None:
+        """How a reconcile batch of ``messages`` messages, ``fresh`` of them not held before, may hold records back
+        for a fuller Marketo call (shared/pipeline/reconcile/carry.py); None when ``SYNC_CARRY_BUSY_MESSAGES`` is
+        0."""
+        size = self.settings.carry_busy_messages
+        if size <= 0:
+            return None
+        return CarryRule(busy(messages, fresh, size), self.clock(), timedelta(seconds=self.settings.carry_max_seconds))
 
     @property
     def circuits(self) -> Circuits:
@@ -193,6 +218,10 @@ def budget_limits(settings: Settings) -> BudgetLimits:
     )
 
 
+MARKETO_LEASES: dict[str, Any] = {"max_chunk": 5, "max_lease": 20}
+"""A lease: up to 5 Marketo calls at once, up to 20 in all while the window has room to spare (docs/budgets.md)."""
+
+
 def marketo_lanes(settings: Settings, store: StateStore, client: MarketoClient) -> tuple[MarketoClient, MarketoClient]:
     """The live and the backfill client over one connection and token, each drawing from its lane of the budget
     all instances share through the state store (``MARKETO_BUDGET=shared``), with ``client``'s own fixed-share
@@ -206,11 +235,77 @@ def marketo_lanes(settings: Settings, store: StateStore, client: MarketoClient) 
         live, ledger, fallback = client, client.limiter.ledger, client.limiter.fallback
     else:
         ledger, fallback = StoreLedger(store, budget_limits(settings)), client.limiter
-        live = client.with_limiter(LaneLimiter(ledger, Lane.LIVE, fallback=fallback, clock=clock, sleep=client.wait))
+        lane = LaneLimiter(ledger, Lane.LIVE, fallback=fallback, clock=clock, sleep=client.wait, **MARKETO_LEASES)
+        live = client.with_limiter(lane)
     backfill = LaneLimiter(
-        ledger, Lane.BACKFILL, fallback=fallback, clock=clock, sleep=client.wait, usage_reader=live.usage_today
+        ledger,
+        Lane.BACKFILL,
+        fallback=fallback,
+        clock=clock,
+        sleep=client.wait,
+        usage_reader=live.usage_today,
+        **MARKETO_LEASES,
     )
     return live, client.with_limiter(backfill)
+
+
+def dataverse_budget_limits(settings: Settings) -> DataverseLimits:
+    return DataverseLimits(
+        calls_per_window=settings.dataverse_requests_per_5min,
+        max_concurrency=settings.dataverse_concurrency,
+        execution_seconds=settings.dataverse_execution_seconds_per_5min,
+        live_reserve=settings.dataverse_live_reserve_percent / 100.0,
+    )
+
+
+def dataverse_lanes(
+    settings: Settings, store: StateStore, client: DataverseClient
+) -> tuple[DataverseClient, DataverseClient]:
+    """The live and the backfill Dataverse client over one connection and token, each drawing from its lane of
+    the budget every instance shares through the state store (``DATAVERSE_BUDGET=shared``), with a fixed
+    per-process share as the fallback while the store is unreachable. ``local``: both keep the client's gate."""
+    gate = getattr(client, "gate", None)
+    if settings.dataverse_budget != "shared" or not isinstance(gate, ConcurrencyGate):
+        return client, client
+    # Each process's own gate: DATAVERSE_MAX_CONCURRENCY, no longer divided by the callers (the budget holds the sum).
+    per_process = max(1, min(settings.dataverse_max_concurrency, settings.dataverse_concurrency))
+    if isinstance(gate, BudgetGate):  # the live client of services built before: its budget
+        live, ledger, fallback = client, gate.lane.ledger, gate.lane.fallback
+    else:
+        ledger = StoreLedger(store, dataverse_budget_limits(settings), name=DATAVERSE_LEDGER)
+        fallback = dataverse_fallback(settings)
+        live = client.with_gate(BudgetGate(_dataverse_lane(client, ledger, Lane.LIVE, fallback), per_process))
+    backfill = BudgetGate(_dataverse_lane(client, ledger, Lane.BACKFILL, fallback), per_process)
+    return live, client.with_gate(backfill)
+
+
+def _dataverse_lane(client: DataverseClient, ledger: Ledger, lane: Lane, fallback: Limiter) -> LaneLimiter:
+    # Leases of up to 100 requests (16 at once, the per-process gate's default): the ledger grants the extra ones
+    # only while the 5-minute window has room to spare. The wall clock, as for Marketo's (see marketo_lanes).
+    clock = time.time if client.clock is time.monotonic else client.clock
+    return LaneLimiter(
+        ledger,
+        lane,
+        fallback=fallback,
+        clock=clock,
+        sleep=client.sleep,
+        max_chunk=16,
+        max_lease=100,
+        linger=1.0,
+        service="Dataverse",
+    )
+
+
+def dataverse_fallback(settings: Settings) -> RateLimiter:
+    """A fixed share (1 / ``MARKETO_CALLERS``) of Dataverse's per-user limits: what a process keeps to while the
+    state store is unreachable."""
+    instances = max(1, settings.api_callers)
+    return RateLimiter(
+        calls_per_window=max(1, settings.dataverse_requests_per_5min // instances),
+        window=300.0,
+        headroom=0.0,
+        max_concurrency=max(1, settings.dataverse_concurrency // instances),
+    )
 
 
 def marketo_limiter(

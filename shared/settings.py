@@ -39,6 +39,20 @@ class Settings(BaseSettings):
     dataverse_max_concurrency: int = Field(
         default=16, ge=1, le=52, validation_alias=AliasChoices("DATAVERSE_MAX_CONCURRENCY")
     )
+    # The shared budget (docs/budgets.md): Dataverse's per-user service protection limits, drawn from the store.
+    dataverse_budget: Literal["shared", "local"] = Field(
+        default="shared", validation_alias=AliasChoices("DATAVERSE_BUDGET")
+    )
+    dataverse_requests_per_5min: int = Field(
+        default=6000, ge=1, le=6000, validation_alias=AliasChoices("DATAVERSE_REQUESTS_PER_5MIN")
+    )
+    dataverse_concurrency: int = Field(default=52, ge=1, le=52, validation_alias=AliasChoices("DATAVERSE_CONCURRENCY"))
+    dataverse_execution_seconds_per_5min: float = Field(
+        default=1200.0, ge=0, le=1200, validation_alias=AliasChoices("DATAVERSE_EXECUTION_SECONDS_PER_5MIN")
+    )
+    dataverse_live_reserve_percent: float = Field(
+        default=30.0, ge=0, lt=100, validation_alias=AliasChoices("DATAVERSE_LIVE_RESERVE_PERCENT")
+    )
 
     # --- Marketo Engage ----------------------------------------------------------------------------------
     marketo_base_url: str = Field(
@@ -94,6 +108,12 @@ class Settings(BaseSettings):
     service_bus_namespace: str = Field(
         default="", validation_alias=AliasChoices("ServiceBusConnection__fullyQualifiedNamespace")
     )
+    # A reconcile batch of at least this many messages (the host gathered them within host.json's 2 s
+    # maxBatchWaitTime: a stream of 100 changes/s or more), fresh ones among them, sends only full Marketo calls
+    # per call group; the records beyond the last full 300 go back on the queue for a later batch, at most
+    # SYNC_CARRY_MAX_SECONDS. 0: never held (shared/pipeline/reconcile/carry.py).
+    carry_busy_messages: int = Field(default=200, ge=0, validation_alias=AliasChoices("SYNC_CARRY_BUSY_MESSAGES"))
+    carry_max_seconds: float = Field(default=120.0, gt=0, validation_alias=AliasChoices("SYNC_CARRY_MAX_SECONDS"))
 
     # --- Timers (NCRONTAB with seconds; the Functions host reads the same settings for the triggers) -------
     marketo_feed_schedule: str = Field(default="*/30 * * * * *", validation_alias=AliasChoices("MARKETO_FEED_SCHEDULE"))

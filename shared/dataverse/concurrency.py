@@ -2,7 +2,8 @@
 
 Dataverse allows 52 concurrent requests per user per web server and suggests a degree of parallelism in the
 ``x-ms-dop-hint`` header; the gate keeps in-flight requests under min(configured, hint, 52) and follows the hint
-as it changes.
+as it changes. Across processes the shared budget (:class:`shared.dataverse.budget.BudgetGate`) adds the tenant's
+own limits on top of this gate.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ class ConcurrencyGate:
         self._in_flight = 0
         self._peak = 0
         self._condition = threading.Condition()
+
+    @property
+    def configured(self) -> int:
+        return self._configured
 
     @property
     def limit(self) -> int:
@@ -50,6 +55,10 @@ class ConcurrencyGate:
             with self._condition:
                 self._hint = hint
                 self._condition.notify_all()
+
+    def throttled(self, retry_after: float | None) -> None:
+        """Dataverse answered 429: the session's backoff waits ``retry_after``; a gate over the shared budget
+        (``shared/dataverse/budget.py``) also pauses every other instance until it passes."""
 
     @contextmanager
     def slot(self) -> Iterator[None]:

@@ -1,7 +1,7 @@
 """The one Dataverse request loop every operation goes through, and the tables it knows by name.
 
 Synchronous ``httpx.Client`` underneath (authentication is its ``httpx.Auth``, see :mod:`shared.dataverse.auth`).
-A request takes a slot from the shared :class:`ConcurrencyGate`, is sent, then classified by
+A request takes a slot from the shared :class:`ConcurrencyGate` (or the tenant's budget through it), is sent, then classified by
 :func:`shared.dataverse.faults.classify`; throttling, 5xx and timeouts are retried with backoff and jitter inside
 the :class:`Backoff` time budget (``Retry-After`` is a floor), everything else is raised as the typed error the
 caller must act on. Non-idempotent requests (creates) are retried only when the service certainly did not run them
@@ -11,11 +11,12 @@ caller must act on. Non-idempotent requests (creates) are retried only when the 
 
 from __future__ import annotations
 
+import copy
 import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -91,6 +92,22 @@ class DataverseSession:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.org_url!r})"
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        """What the retries' time budget is measured with (a test's injected clock, or ``time.monotonic``)."""
+        return self._clock
+
+    @property
+    def sleep(self) -> Callable[[float], None]:
+        return self._sleep
+
+    def with_gate(self, gate: ConcurrencyGate) -> Self:
+        """The same client (connection, token, known tables) sending through ``gate``: the composition root gives
+        the reconcile the live lane of the shared budget and the job runner the backfill lane."""
+        twin = copy.copy(self)
+        twin.gate = gate
+        return twin
+
     # --- the one request loop ---------------------------------------------------------------------------------
 
     def _url(self, path: str) -> str:
@@ -131,6 +148,8 @@ class DataverseSession:
                 if fault is None:
                     return response
                 sent_for_sure = fault.action is not Action.THROTTLED
+                if fault.action is Action.THROTTLED:
+                    self.gate.throttled(fault.retry_after)
             if not fault.action.retryable or (sent_for_sure and not idempotent):
                 raise fault.error()
             delay = self._backoff.delay(attempt, retry_after=fault.retry_after, rand=self._rand)

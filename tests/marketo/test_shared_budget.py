@@ -84,9 +84,11 @@ def test_a_crashed_holders_grant_expires_and_a_closed_one_counts_until_a_window_
     state, _ = decide(LedgerState(), Request("dead", Lane.LIVE, 10, "g"), 0.0, LIMITS)
     assert decide(state, Request("b", Lane.LIVE, 1, "x"), 1.0, LIMITS)[1].reason == "concurrency"
     later = settle(state, LIMITS.hold, LIMITS)  # past its hold: closed as if every call ran to the end
-    assert not later.grants[0].open
+    assert later.grants == ()
+    assert [(s.end, s.calls) for s in later.spent] == [(LIMITS.hold, 10)]
     assert decide(state, Request("b", Lane.LIVE, 1, "x"), LIMITS.hold, LIMITS)[1].granted == 1
-    assert settle(state, LIMITS.hold + LIMITS.window + 0.01, LIMITS).grants == ()
+    gone = settle(state, LIMITS.hold + LIMITS.window + 0.01, LIMITS)
+    assert (gone.grants, gone.spent) == ((), ())
 
 
 def test_a_grant_stamped_in_the_future_is_dropped() -> None:

@@ -390,7 +390,7 @@ class DataverseSimulator:
         if isinstance(caller, httpx.Response):
             return caller
         try:
-            self.limits.admit(caller.user_id)
+            admitted = self.limits.admit(caller.user_id)
         except ApiError as refused:
             with self.org.lock:
                 self.throttled[refused.code] += 1
@@ -404,7 +404,7 @@ class DataverseSimulator:
                 except ApiError as error:
                     response = error.response()
         finally:
-            self.limits.release(caller.user_id)
+            self.limits.release(caller.user_id, admitted)
         for key, value in self.limits.headers(caller.user_id).items():
             response.headers[key] = value
         return response

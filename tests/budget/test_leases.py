@@ -1,0 +1,88 @@
+"""Leases of the generic shared budget (shared/budget/lanes.py): a holder takes more calls than it runs at once
+while the window has room, hands them from thread to thread without the store, and gives back what it did not
+use; an idle lease is closed at once, or after ``linger`` for a process that calls one at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shared.budget.lanes import LaneLimiter
+from shared.budget.rules import Lane
+from shared.marketo.budget import BudgetLimits
+from shared.marketo.limiter import RateLimiter
+from shared.store.budget import StoreLedger
+from shared.store.sqlite import SqliteRows
+from tests.marketo.test_shared_budget import densest, hammer, most_at_once
+from tests.marketo_harness import FakeClock
+
+LIMITS = BudgetLimits(headroom=0.0, skew=0.0)  # Marketo's 100 calls per 20 s, 10 at once
+
+
+def _holders(path: Path, clock: FakeClock, max_lease: int) -> list[LaneLimiter]:
+    fallback = RateLimiter(clock=clock.time, sleep=clock.sleep)
+    return [
+        LaneLimiter(
+            StoreLedger(SqliteRows(path), LIMITS),
+            lane,
+            fallback=fallback,
+            clock=clock.time,
+            sleep=clock.sleep,
+            max_lease=max_lease,
+        )
+        for lane in (Lane.LIVE, Lane.LIVE, Lane.BACKFILL)
+    ]
+
+
+def _run(path: Path, max_lease: int) -> tuple[list[tuple[float, float, Lane]], int]:
+    clock = FakeClock()
+    holders = _holders(path, clock, max_lease)
+    spans = hammer(holders, clock, threads=12, seconds=70.0, join_timeout=60)
+    assert not any(h.fallbacks for h in holders)
+    return spans, sum(h.grants for h in holders)
+
+
+def test_leases_with_extra_calls_never_pass_the_limits_fill_the_window_and_take_fewer_grants(
+    tmp_path: Path,
+) -> None:
+    spans, grants = _run(tmp_path / "leases.sqlite3", max_lease=20)
+    starts = [s for s, _, _ in spans]
+    for stamps in (starts, [e for _, e, _ in spans]):
+        assert densest(stamps, LIMITS.window) <= LIMITS.ceiling
+    assert densest(starts, LIMITS.window) >= 0.95 * LIMITS.ceiling
+    assert most_at_once([(s, e) for s, e, _ in spans]) <= LIMITS.max_concurrency
+    assert densest([s for s, _, lane in spans if lane is Lane.BACKFILL], LIMITS.window) <= LIMITS.backfill_ceiling
+    chunked, chunked_grants = _run(tmp_path / "chunks.sqlite3", max_lease=5)
+    assert grants / len(spans) < chunked_grants / len(chunked)  # more calls per store round trip that grants
+
+
+def test_an_idle_lease_is_closed_at_once_and_its_unused_calls_given_back(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = StoreLedger(SqliteRows(tmp_path / "state.sqlite3"), LIMITS)
+    limiter = LaneLimiter(ledger, Lane.LIVE, fallback=RateLimiter(), clock=clock.time, sleep=clock.sleep, max_lease=20)
+    with limiter.slot():
+        assert ledger.usage(clock.time()).in_window > 1  # a lease of more than the one call
+    after = ledger.usage(clock.time())
+    assert (after.in_window, after.in_flight) == (1, 0)  # nobody waits: closed, 1 call used, the rest back
+
+
+def test_a_lingering_lease_serves_the_next_call_without_the_store_and_closes_once_idle(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    ledger = StoreLedger(SqliteRows(tmp_path / "state.sqlite3"), LIMITS)
+    idle = [0.0]
+    limiter = LaneLimiter(  # linger: an hour of its own idle clock, so never by the timer here
+        ledger, Lane.LIVE, fallback=RateLimiter(), clock=clock.time, sleep=clock.sleep, max_lease=20, linger=3600.0,
+        idle_clock=lambda: idle[0],
+    )  # fmt: skip
+    with limiter.slot():
+        pass
+    requests = ledger.requests
+    with limiter.slot():  # the same lease: no store request
+        pass
+    assert ledger.requests == requests
+    assert ledger.usage(clock.time()).in_flight == 1  # still held (one at a time: c = 1)
+    idle[0] += 3600.0
+    limiter._close_idle()  # what the timer runs once ``linger`` passed without a call
+    after = ledger.usage(clock.time())
+    assert (after.in_window, after.in_flight) == (2, 0)
