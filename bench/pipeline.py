@@ -1,15 +1,17 @@
 """The whole pipeline under load, against both simulators with their real rate limits.
 
-    python -m bench.pipeline [--changes 10000] [--rate 50] [--latency-seconds 60]
+    python -m bench.pipeline [--changes 10000,100000] [--rate 50] [--latency-seconds 30] [--scale 2000]
+    python -m bench.pipeline --changes 900 --scale 300 --latency-seconds 5      # a quick look
 
 Runs the product in-process (webhooks -> queue -> reconcile -> writes) with the Functions host's batching from
 host.json, Marketo's 100 calls / 20 s and 10-concurrent limits enforced by its simulator on the wall clock, and
-the client's limiter at its configured share. Three phases:
+the client's limiter at its configured share. Phases:
 
 1. initial sync: seeded Dynamics records pushed to Marketo by the catch-up timer;
-2. throughput: ``--changes`` mixed changes (Dynamics lead/contact edits, Marketo person edits, one-way account,
-   opportunity and custom-entity edits) made as fast as the simulators take them; API calls per class of change
-   against the floor ceil(n/300), changes per second, and a check that nothing was lost;
+2. throughput, once per ``--changes`` size: that many mixed changes (Dynamics lead/contact edits, Marketo person
+   edits, one-way account, opportunity and custom-entity edits) made as fast as the simulators take them; Marketo
+   person calls per 300 person changes (target <= 2) and, per object type, Marketo calls per 300 of its one-way
+   edits (target <= 1), beside the floor ceil(n/300); changes per second, and a check that nothing was lost;
 3. one-way only: 3,000 new accounts pushed by the catch-up timer, then each edited once through its webhook;
    Marketo calls per 300 against the target;
 4. latency: changes at ``--rate`` per second for ``--latency-seconds``; p50/p95 from the change to the write
@@ -41,7 +43,12 @@ from shared.pipeline.dataverse_side import dataverse_select
 
 TOKEN = re.compile(rb"T\d{7}")
 PERSON_PATHS = ("/rest/v1/leads.json",)
-OBJECT_PATHS = ("/rest/v1/companies", "/rest/v1/opportunities", "/rest/v1/customobjects")
+OBJECT_PATHS = {  # Marketo object calls by the Dynamics entity whose one-way edits they carry
+    "account": "/rest/v1/companies",
+    "opportunity": "/rest/v1/opportunities",
+    "new_project": "/rest/v1/customobjects",
+}
+OBJECT_LABELS = {"account": "company", "opportunity": "opportunity", "new_project": "custom object"}
 
 
 @dataclass
@@ -57,9 +64,10 @@ class Probe:
         now = time.perf_counter()
         kind = None
         if request.url.host.endswith("mktorest.com"):
+            entity = next((e for e, prefix in OBJECT_PATHS.items() if path.startswith(prefix)), None)
             if path.startswith(PERSON_PATHS):
                 kind = "marketo_person"
-            elif path.startswith(OBJECT_PATHS):
+            elif entity is not None:
                 kind = "marketo_object"
             elif "identity" not in path:
                 kind = "marketo_other"
@@ -68,6 +76,8 @@ class Probe:
         with self.lock:
             if kind:
                 self.calls[kind] += 1
+            if kind == "marketo_object":
+                self.calls[f"marketo_object:{entity}"] += 1
             if request.method in ("POST", "PATCH") and kind in ("marketo_person", "marketo_object", "dataverse"):
                 for token in TOKEN.findall(request.content):
                     self.seen.setdefault(token, now)
@@ -119,12 +129,12 @@ class Changes:
         self.count = 0
         self.kinds: Counter[str] = Counter()
         links = stack.services.store
-        self.person_ids = {
-            rid: int(link.marketo_id)
+        self.person_ids = [
+            int(link.marketo_id)
             for entity, ids in (("lead", population.leads), ("contact", population.contacts))
-            for rid, link in links.get_links(entity, ids).items()
+            for link in links.get_links(entity, ids).values()
             if link.marketo_id
-        }
+        ]
 
     def make(self) -> tuple[bytes, str]:
         self.count += 1
@@ -137,9 +147,8 @@ class Changes:
             kind, entity, rid, column = "dynamics_person", "contact", self.rnd.choice(p.contacts), "jobtitle"
         elif roll < 0.85:
             kind = "marketo_person"
-            rid = self.rnd.choice(list(self.person_ids))
             self.kinds[kind] += 1
-            self.mk.change_lead(self.person_ids[rid], title=token)
+            self.mk.change_lead(self.rnd.choice(self.person_ids), title=token)
             return token.encode(), kind
         elif roll < 0.93:
             kind, entity, rid, column = "one_way", "account", self.rnd.choice(p.accounts), "name"
@@ -148,6 +157,8 @@ class Changes:
         else:
             kind, entity, rid, column = "one_way", "new_project", self.rnd.choice(p.projects), "new_name"
         self.kinds[kind] += 1
+        if kind == "one_way":
+            self.kinds[f"one_way:{entity}"] += 1
         self.dv.user_update(entity, rid, {column: token}, user_id=self.admin)
         return token.encode(), kind
 
@@ -199,13 +210,64 @@ def lost(stack: LocalStack, population: Population) -> int:
     return mismatched
 
 
+def throughput(stack: LocalStack, probe: Probe, changes: Changes, n: int) -> list[tuple[str, str, str]]:
+    """``n`` mixed changes made as fast as the simulators take them: calls per 300 per class beside the targets."""
+    before = Counter(changes.kinds)
+    made = 0.0
+
+    def make_all() -> None:
+        nonlocal made
+        begun = time.perf_counter()
+        for _ in range(n):
+            changes.make()
+        made = time.perf_counter() - begun
+
+    elapsed, calls = measure(probe, stack, make_all)
+    kinds = Counter(changes.kinds)
+    kinds.subtract(before)
+    person_changes = kinds["dynamics_person"] + kinds["marketo_person"]
+    rows = [
+        (f"throughput, {n:,} changes", f"{n:,} changes in {elapsed:.1f} s (made in {made:.1f} s)",
+         f"{n / elapsed:,.0f} changes/s"),
+        ("  person changes (both ways)", f"{person_changes:,}", ""),
+        per_300("  Marketo person calls", calls["marketo_person"], person_changes, 2),
+        ("  one-way changes", f"{kinds['one_way']:,}", ""),
+    ]  # fmt: skip
+    for entity, label in OBJECT_LABELS.items():
+        edits = kinds[f"one_way:{entity}"]
+        rows.append(per_300(f"  Marketo {label} calls ({edits:,} {entity} edits)",
+                            calls[f"marketo_object:{entity}"], edits, 1))  # fmt: skip
+    rows += [
+        ("  Marketo calls per 1,000", f"{(calls['marketo_person'] + calls['marketo_object']) * 1000 / n:.1f}",
+         f"floor {1000 / 300:.1f} (ceil(n/300) per 1,000)"),
+        ("  Dataverse calls per 1,000", f"{calls['dataverse'] * 1000 / n:.1f}", f"floor {1000 / 300:.1f}"),
+        ("  records out of step afterwards", f"{lost(stack, changes.population)}", "must be 0"),
+    ]  # fmt: skip
+    return rows
+
+
+def sizes(text: str) -> list[int]:
+    try:
+        found = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("a comma-separated list of counts, e.g. 10000,100000") from None
+    if not found or min(found) < 1:
+        raise argparse.ArgumentTypeError("at least one count, each at least 1")
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--changes", type=int, default=10_000)
+    parser.add_argument(
+        "--changes",
+        type=sizes,
+        default=[10_000, 100_000],
+        help="throughput runs, comma-separated (default 10000,100000; e.g. 900 for a quick look)",
+    )
     parser.add_argument("--rate", type=float, default=50.0)
-    parser.add_argument("--latency-seconds", type=float, default=60.0)
+    parser.add_argument("--latency-seconds", type=float, default=30.0)
     parser.add_argument("--scale", type=int, default=2000, help="seeded leads (contacts half, accounts a quarter, ...)")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # fmt: skip
 
     probe = Probe()
     stack = LocalStack(
@@ -228,36 +290,14 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("  Marketo calls", f"{probe.calls['marketo_person'] + probe.calls['marketo_object']:,}",
                      f"floor {math.ceil(records / 300)} (ceil(n/300))"))  # fmt: skip
 
-        # --- throughput -----------------------------------------------------------------------------------------
+        # --- throughput, at each size ---------------------------------------------------------------------------
         changes = Changes(stack, population)
-        made = 0.0
-
-        def make_all() -> None:
-            nonlocal made
-            begun = time.perf_counter()
-            for _ in range(args.changes):
-                changes.make()
-            made = time.perf_counter() - begun
-
-        elapsed, calls = measure(probe, stack, make_all)
-        person_changes = changes.kinds["dynamics_person"] + changes.kinds["marketo_person"]
-        one_way = changes.kinds["one_way"]
-        n = args.changes
-        rows += [
-            ("throughput", f"{n:,} changes in {elapsed:.1f} s (made in {made:.1f} s)", f"{n / elapsed:,.0f} changes/s"),
-            ("  person changes (both ways)", f"{person_changes:,}", ""),
-            per_300("  Marketo person calls", calls["marketo_person"], person_changes, 2),
-            ("  one-way changes", f"{one_way:,}", ""),
-            per_300("  Marketo object calls", calls["marketo_object"], one_way, 1),
-            ("  Marketo calls per 1,000", f"{(calls['marketo_person'] + calls['marketo_object']) * 1000 / n:.1f}",
-             f"floor {1000 / 300:.1f} (ceil(n/300) per 1,000)"),
-            ("  Dataverse calls per 1,000", f"{calls['dataverse'] * 1000 / n:.1f}", f"floor {1000 / 300:.1f}"),
-            ("  records out of step afterwards", f"{lost(stack, population)}", "must be 0"),
-        ]  # fmt: skip
+        for n in args.changes:
+            rows += throughput(stack, probe, changes, n)
 
         # --- one-way only: 3,000 distinct accounts, pushed by the catch-up timer, then each edited once -------
         dv = stack.tenants.dataverse  # type: ignore[union-attr]
-        burst = min(3000, args.changes)
+        burst = min(3000, max(args.changes))
         fresh = [dv.seed("account", {"name": f"Burst account {i}"}) for i in range(burst)]
         elapsed, calls = measure(probe, stack, lambda: stack.host.fire("dataverse_catchup"))
         rows += [

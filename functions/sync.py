@@ -7,6 +7,7 @@ import logging
 import azure.functions as func
 
 from shared.pipeline import dequeue
+from shared.pipeline.reconcile.carry import fresh
 from shared.services import services
 from shared.telemetry import log_decisions, traced_messages
 
@@ -26,7 +27,8 @@ def reconcile(messages: list[func.ServiceBusMessage]) -> None:
     is unavailable: the records' pending marks then wait for the circuit's probe, so an outage never burns the
     delivery count. Raises only when the state store itself fails (nothing else can hold the work: Service Bus
     redelivers, and dead-letters after the max delivery count; the marks written before stay for the sweep) or on
-    a bug."""
+    a bug. In a busy stream, records beyond each call group's last full Marketo call wait for the next batch
+    (shared/pipeline/reconcile/carry.py)."""
     svc = services()
     batch = dequeue.read_batch(
         [(m.message_id, m.get_body()) for m in messages],
@@ -35,7 +37,9 @@ def reconcile(messages: list[func.ServiceBusMessage]) -> None:
         store=svc.store,
     )
     try:
-        report = svc.reconciler().run(batch.notifications)
+        report = svc.reconciler().run(
+            batch.notifications, carry=svc.carry_rule(len(messages), fresh(batch.notifications))
+        )
     except Exception as exc:  # not an outage (those return): kept on the marks for the sweep's give-up error
         svc.pending.failed(batch.notifications, f"{type(exc).__name__}: {exc}"[:500])
         raise
@@ -48,10 +52,11 @@ def reconcile(messages: list[func.ServiceBusMessage]) -> None:
         )
         return
     log.info(
-        "reconciled %d notification(s): %d decision(s), %d error(s), %d requeued, %d ignored",
+        "reconciled %d notification(s): %d decision(s), %d error(s), %d requeued, %d ignored, %d held for the next",
         len(messages),
         len(report.decisions),
         len(report.errors) + len(batch.rejected),
         len(report.requeued),
         len(report.ignored) + len(batch.ignored),
+        len(report.carried),
     )

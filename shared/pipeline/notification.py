@@ -48,6 +48,9 @@ class Notification(BaseModel):
     observed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     attempt: int = Field(default=0, ge=0)
     dedupe_key: str | None = Field(default=None, description="what makes two deliveries the same event")
+    held_since: datetime | None = Field(
+        default=None, description="held back by a busy batch for a fuller Marketo call since (reconcile/carry.py)"
+    )
 
     @model_validator(mode="after")
     def _identified(self) -> Notification:

@@ -16,7 +16,7 @@ ADA = {"firstname": "Ada", "lastname": "Lovelace", "emailaddress1": "ada@example
 class Broken:
     """A reconcile that fails every time, as a bug would: the host abandons the batch, Service Bus redelivers it."""
 
-    def run(self, notes: Any) -> Any:
+    def run(self, notes: Any, carry: Any = None) -> Any:
         raise RuntimeError("injected failure")
 
 

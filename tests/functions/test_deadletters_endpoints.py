@@ -29,7 +29,7 @@ def call(stack: LocalStack, method: str, path: str, *, key: str | None = KEY, **
 
 
 class Broken:
-    def run(self, notes: Any) -> Any:
+    def run(self, notes: Any, carry: Any = None) -> Any:
         raise RuntimeError("injected failure")
 
 

@@ -113,6 +113,7 @@ class BatchReport:
     ignored: list[tuple[Notification, str]] = field(default_factory=list)
     deferred: list[Notification] = field(default_factory=list)
     kept: set[MarkKey] = field(default_factory=set)  # pending marks this batch must not clear (not reconciled)
+    carried: list[Target] = field(default_factory=list)  # held for the next batch, to fill its calls (.carry)
     waiting_on: str | None = None  # the service whose outage held the whole batch (its marks wait for the probe)
 
     def count(self, entity: str, decision: Decision) -> None:

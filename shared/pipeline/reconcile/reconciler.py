@@ -30,6 +30,7 @@ from shared.pipeline.notification import Notification, notification_message
 from shared.pipeline.pending import PendingWork, mark_key
 from shared.pipeline.ports import LiveMapping
 from shared.pipeline.reconcile.batch import Batch, BatchReport, Target, plan_batch
+from shared.pipeline.reconcile.carry import HELD_DONE, HOLD_DELAY, CarryRule, held_again, split_for_full_calls
 from shared.pipeline.reconcile.error_lifecycle import settle_errors
 from shared.pipeline.reconcile.objects import reconcile_objects
 from shared.pipeline.reconcile.persons import reconcile_persons
@@ -73,18 +74,23 @@ class Reconciler:
         self.pending = pending
         self.circuits = circuits
 
-    def run(self, notes: Sequence[Notification]) -> BatchReport:
-        """Reconcile the batch, or hold its marks for the probe when a service is unavailable (see the module)."""
+    def run(self, notes: Sequence[Notification], carry: CarryRule | None = None) -> BatchReport:
+        """Reconcile the batch, or hold its marks for the probe when a service is unavailable (see the module).
+        With ``carry``, the records beyond each call group's last full call go back on the queue to join the next
+        batch (:mod:`.carry`): they are in ``report.carried`` and keep their marks."""
         if self.pending is None or self.circuits is None:
-            return self._reconcile(notes)[0]
+            return self._reconcile(notes, carry)[0]
         versions = self.pending.versions(notes)
+        done = [n for n in notes if n.held_since is not None and mark_key(n) not in versions]
+        if done:  # held back, then reconciled by a later change's batch (which cleared the mark)
+            notes = [n for n in notes if n.held_since is None or mark_key(n) in versions]
         circuits = self.circuits.all()
         now = self.clock()
         blocking = next((c for c in circuits.values() if c.blocks(now)), None)
         if blocking is not None:
             return self._hold(notes, blocking, blocking.reason or "unavailable")
         try:
-            report, touched = self._reconcile(notes)
+            report, touched = self._reconcile(notes, carry)
         except Exception as exc:
             outage = outage_of(exc)
             if outage is None:
@@ -98,6 +104,7 @@ class Reconciler:
                     log.info("%s reachable again: circuit closed", circuit.service)
         kept = report.kept | {mark_key(n) for n in report.deferred}
         self.pending.clear({k: v for k, v in versions.items() if k not in kept})
+        report.ignored.extend((n, HELD_DONE) for n in done)
         return report
 
     def _hold(self, notes: Sequence[Notification], circuit: Circuit, reason: str) -> BatchReport:
@@ -108,7 +115,7 @@ class Reconciler:
         report.kept.update(map(mark_key, notes))
         return report
 
-    def _reconcile(self, notes: Sequence[Notification]) -> tuple[BatchReport, bool]:
+    def _reconcile(self, notes: Sequence[Notification], carry: CarryRule | None) -> tuple[BatchReport, bool]:
         """The batch flow; also whether any record was reconciled (so its services answered)."""
         started = self.clock()
         batch = Batch(self.mapping, self.live, self.store, self.dataverse, self.marketo, self.clock)
@@ -122,9 +129,13 @@ class Reconciler:
         report.deferred.extend(plan.deferred)
         if plan.deferred:
             self._defer(plan.deferred)
+        targets_now = plan.targets
+        if carry is not None:
+            targets_now, report.carried = split_for_full_calls(plan.targets, self.mapping, carry)
+            report.kept.update(mark_key(n) for t in report.carried for n in t.notes)
         two_way: list[tuple[EntityMapping, list[Target]]] = []
         after_persons: list[tuple[EntityMapping, list[Target]]] = []
-        for entity, targets in plan.targets.items():
+        for entity, targets in targets_now.items():
             mapping = batch.mapping.get(entity)
             if mapping.rule.two_way:
                 two_way.append((mapping, targets))
@@ -136,12 +147,12 @@ class Reconciler:
             reconcile_persons(batch, two_way)
         for mapping, targets in after_persons:
             reconcile_objects(batch, batch.mapping.get(mapping.entity), targets)
-        settled = settle_errors(self.store, report, plan.targets, persons, started=started, at=self.clock())
+        settled = settle_errors(self.store, report, targets_now, persons, started=started, at=self.clock())
         if settled.resolved:
             log.info("%d sync error(s) resolved: their records reconciled cleanly", len(settled.resolved))
         self._finish(report)
         self.mapping = batch.mapping  # fields marked broken stay out of this reconciler's next batches
-        return report, bool(plan.targets)
+        return report, bool(targets_now)
 
     def _defer(self, notes: Sequence[Notification]) -> None:
         """Paused entities: their notifications wait on the queue and come back after the pause delay."""
@@ -157,6 +168,10 @@ class Reconciler:
         if report.requeued:
             when = self.clock() + REQUEUE_DELAY
             self.queue.send(self.queue_name, [notification_message(n, when) for n in report.requeued])
+        if report.carried:  # they join a later batch's records (their marks hold them meanwhile)
+            now = self.clock()
+            held = [n for t in report.carried for n in held_again(t, now, now.isoformat())]
+            self.queue.send(self.queue_name, [notification_message(n, now + HOLD_DELAY) for n in held])
         for entity, _, decision in report.decisions:
             # Decisions carried out, counted as made: when two instances race on one record, both carried
             # out the same resolution (the loser is re-decided), so a collision can count twice.

@@ -1,0 +1,113 @@
+"""Full calls while the stream is busy: which of a batch's records wait for the next batch.
+
+Marketo takes 300 records a call (300 ids a read), so a busy stream costs the fewest calls when every call is
+full. A batch that came in busy (:func:`busy`: at least ``SYNC_CARRY_BUSY_MESSAGES`` messages, gathered by the
+Functions host within its 2 s ``maxBatchWaitTime``, fresh ones among them) makes only full
+calls in each call group; the records beyond the last whole 300 go back on the queue, due after
+:data:`HOLD_DELAY`, to join a later batch's. The call groups are the persons (leads and contacts together: one
+read and one update per 300) and each one-way object (companies, opportunities, custom objects: one upsert per
+300 each). Sales persons and teams are never held: the records that name them are written after them.
+
+A held record keeps its pending mark (nothing is lost if its message is: the sweep sends it again), and its
+notification says since when it waits (``held_since``). A batch that is not busy takes everything, and so does a
+group in which a record has waited ``max_hold``. A held notification whose mark is gone when it comes back was
+reconciled meanwhile by a later change's batch: it is dropped without a call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from shared.core.entities import MarketoObject
+from shared.core.mapping import SyncMapping
+from shared.marketo.batching import MAX_BATCH
+from shared.pipeline.notification import Notification
+from shared.pipeline.reconcile.batch import Target
+
+PERSONS = "persons"
+"""The call group of every two-way entity: their persons are read and written together."""
+_HELD_OBJECTS = frozenset({MarketoObject.COMPANY, MarketoObject.OPPORTUNITY, MarketoObject.CUSTOM_OBJECT})
+HELD_DONE = "held back for a fuller call, and reconciled meanwhile by a later batch: nothing left to do"
+HOLD_DELAY = timedelta(seconds=2)
+"""How long held records stay off the queue (host.json's maxBatchWaitTime): the next batch forms from fresh
+messages alone, so only a stream that is still busy makes it busy, and the held records join the one after."""
+
+
+@dataclass(frozen=True, slots=True)
+class CarryRule:
+    """Whether a batch may hold records back (``busy``: it came in with at least the busy size), the time now,
+    the longest a record may wait, and Marketo's records per call."""
+
+    busy: bool
+    now: datetime
+    max_hold: timedelta = timedelta(seconds=120)
+    call_size: int = MAX_BATCH
+
+
+def call_group(mapping: SyncMapping, entity: str) -> str | None:
+    """The call group of an entity's records, or None for those never held."""
+    rule = mapping.get(entity).rule
+    if rule.two_way:
+        return PERSONS
+    return entity if rule.marketo_object in _HELD_OBJECTS else None
+
+
+def waiting_since(target: Target, now: datetime) -> datetime:
+    """Since when the record waits for a fuller call (``now``: it was not held before)."""
+    return min((n.held_since for n in target.notes if n.held_since is not None), default=now)
+
+
+def split_for_full_calls(
+    targets: Mapping[str, list[Target]], mapping: SyncMapping, rule: CarryRule
+) -> tuple[dict[str, list[Target]], list[Target]]:
+    """The targets to reconcile now (by entity, in their order) and those held for the next batch.
+
+    Per call group: everything when the batch is not busy or one of its records waited ``max_hold``; otherwise
+    the records that waited longest first, as many as fill whole calls, and the rest held."""
+    if not rule.busy:
+        return dict(targets), []
+    groups: dict[str, list[Target]] = {}
+    for entity, listed in targets.items():
+        group = call_group(mapping, entity)
+        if group is not None:
+            groups.setdefault(group, []).extend(listed)
+    held: list[Target] = []
+    for listed in groups.values():
+        since = [waiting_since(t, rule.now) for t in listed]
+        if any(rule.now - s >= rule.max_hold for s in since):
+            continue
+        order = sorted(range(len(listed)), key=lambda i: since[i])  # stable: the batch's order among equals
+        keep = len(listed) - len(listed) % rule.call_size
+        held.extend(listed[i] for i in order[keep:])
+    keys = {(t.entity, t.dynamics_id) for t in held}
+    now = {
+        entity: kept
+        for entity, listed in targets.items()
+        if (kept := [t for t in listed if (t.entity, t.dynamics_id) not in keys])
+    }
+    return now, held
+
+
+def fresh(notes: Sequence[Notification]) -> int:
+    """How many of a batch's notifications were not held back before (what makes a batch busy)."""
+    return sum(1 for n in notes if n.held_since is None)
+
+
+def busy(messages: int, fresh: int, size: int) -> bool:
+    """A batch of at least ``size`` messages (the host gathered them within its maxBatchWaitTime: the stream
+    runs at ``size`` per 2 s or more) with fresh ones among them: the stream still flows, more follow. Held records alone never
+    make a batch busy, so they cannot keep each other waiting once the stream stops (and ``max_hold`` bounds the
+    wait while it trickles on)."""
+    return messages >= size and fresh > 0
+
+
+def held_again(target: Target, now: datetime, stamp: str) -> list[Notification]:
+    """The notifications of a held record, as they go back on the queue: fresh message ids (past duplicate
+    detection) and since when the record waits."""
+    since = waiting_since(target, now)
+    return [
+        n.model_copy(update={"held_since": since, "dedupe_key": f"{n.dedupe_key or ''}|held@{stamp}"})
+        for n in target.notes
+    ]

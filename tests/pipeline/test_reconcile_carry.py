@@ -1,0 +1,94 @@
+"""A busy batch makes only full Marketo calls: the records beyond each call group's last 300 wait for the next."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from shared.core.mapping import SyncMapping, load_mapping
+from shared.pipeline.notification import Notification, Source
+from shared.pipeline.reconcile.batch import Target
+from shared.pipeline.reconcile.carry import (
+    PERSONS,
+    CarryRule,
+    busy,
+    call_group,
+    fresh,
+    held_again,
+    split_for_full_calls,
+)
+from shared.services import ROOT
+
+MAPPING: SyncMapping = load_mapping((ROOT / "config" / "mapping.json").read_text())
+NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
+
+
+def _targets(entity: str, count: int, *, since: datetime | None = None, start: int = 0) -> list[Target]:
+    return [
+        Target(
+            entity,
+            f"{i:08d}-0000-0000-0000-000000000000",
+            [Notification(source=Source.DATAVERSE_WEBHOOK, entity=entity, dynamics_id=f"{i:08d}", held_since=since)],
+        )
+        for i in range(start, start + count)
+    ]
+
+
+def test_persons_form_one_call_group_and_each_one_way_object_its_own_and_sales_persons_are_never_held() -> None:
+    assert call_group(MAPPING, "lead") == call_group(MAPPING, "contact") == PERSONS
+    assert call_group(MAPPING, "account") == "account"
+    assert call_group(MAPPING, "opportunity") == "opportunity"
+    assert call_group(MAPPING, "new_project") == "new_project"
+    assert call_group(MAPPING, "systemuser") is None
+
+
+def test_a_busy_batch_keeps_whole_calls_per_group_and_holds_the_rest() -> None:
+    leads, contacts, accounts = _targets("lead", 500), _targets("contact", 220, start=500), _targets("account", 120)
+    users = _targets("systemuser", 7)
+    targets = {"lead": leads, "contact": contacts, "account": accounts, "systemuser": users}
+
+    now, held = split_for_full_calls(targets, MAPPING, CarryRule(busy=True, now=NOW))
+
+    # 720 persons: two full calls go (the batch's order), 120 wait; 120 accounts: all wait; users: never held
+    assert sum(len(now.get(e, [])) for e in ("lead", "contact")) == 600
+    assert now["lead"] == leads
+    assert now["contact"] == contacts[:100]
+    assert "account" not in now
+    assert now["systemuser"] == users
+    assert held == contacts[100:] + accounts
+
+
+def test_records_held_before_go_first_and_a_group_with_one_held_too_long_goes_out_whole() -> None:
+    old = _targets("account", 100, since=NOW - timedelta(seconds=10))
+    new = _targets("account", 250, start=100)
+    rule = CarryRule(busy=True, now=NOW, max_hold=timedelta(seconds=60))
+
+    now, held = split_for_full_calls({"account": new + old}, MAPPING, rule)
+
+    assert now["account"] == new[:200] + old  # the batch's order is kept for what goes now
+    assert held == new[200:]
+
+    stale = _targets("account", 10, since=NOW - timedelta(seconds=60))
+    now, held = split_for_full_calls({"account": new + stale}, MAPPING, rule)
+    assert (now["account"], held) == (new + stale, [])
+
+
+def test_a_batch_that_is_not_busy_takes_everything() -> None:
+    targets = {"lead": _targets("lead", 299), "account": _targets("account", 3)}
+    assert split_for_full_calls(targets, MAPPING, CarryRule(busy=False, now=NOW)) == (targets, [])
+
+
+def test_a_held_record_goes_back_with_since_when_it_waits_and_fresh_ids_and_is_not_fresh_then() -> None:
+    (target,) = _targets("account", 1)
+    (again,) = held_again(target, NOW, "stamp")
+    assert again.held_since == NOW
+    assert again.message_id != target.notes[0].message_id  # past duplicate detection
+    (later,) = held_again(Target("account", target.dynamics_id, [again]), NOW + timedelta(seconds=5), "later")
+    assert later.held_since == NOW  # waits since it was first held
+    assert fresh([target.notes[0], again, later]) == 1
+
+
+def test_a_batch_is_busy_when_the_host_filled_it_and_fresh_changes_are_among_them() -> None:
+    assert busy(300, 300, 300)
+    assert busy(900, 1, 300)
+    assert not busy(299, 299, 300)  # formed by the host's wait: the stream is slow, nothing is held
+    assert not busy(700, 0, 300)  # only records held before: the stream stopped, they go out
