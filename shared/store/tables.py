@@ -3,6 +3,11 @@
 Each row keeps its JSON document in string properties of at most 30,000 characters (``doc0``, ``doc1``, ...):
 a Table property holds 64 KiB, and a baseline with long memo fields can exceed one. Azure SDK failures are
 mapped here, in one place, onto the product's error tree.
+
+Bulk paths: :meth:`TableRows.write_many` sends batch transactions of up to 100 rows and 4 MiB, built and read by
+:mod:`shared.store.table_transactions` (the SDK's own MIME handling cost ten times the CPU);
+:meth:`TableRows.get_many` reads a dense run of keys as one row-key range in pages of 1000 and the rest by filters
+of 14 keys, a few at once. Every table's client shares the service client's one connection pool.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -28,12 +34,22 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
 from shared.errors import Conflict, RetryLater, StopSync
+from shared.store import table_transactions as transactions
 from shared.store.base import BATCH_LIMIT, TABLES, Row, StateStore, Write, dumps
+from shared.store.table_transactions import TransactionRefused
 
 STORE_UNAVAILABLE = "store-unavailable"
 """The code of a :class:`RetryLater` the state store itself raised (it is down), not a service it fronts."""
 _CHUNK = 30_000
 _OR_LIMIT = 15  # Table service filters allow at most 15 discrete comparisons
+_PAGE = 1000  # the most rows the service returns a page
+READ_WORKERS = 4
+"""Filters :meth:`TableRows.get_many` has in flight at once (each a request on the client's connection pool)."""
+RANGE_MIN_KEYS = 500
+"""From this many keys, :meth:`TableRows.get_many` first reads the keys' span as a range while the rows it meets
+are mostly wanted (:data:`DENSE`): a page of 1000 rows instead of 72 filters."""
+DENSE = 0.5
+"""The share of wanted rows in a range page below which the rest of the keys are read by filters."""
 T = TypeVar("T")
 
 
@@ -45,17 +61,24 @@ def _call(action: Callable[[], T], what: str) -> T:
         raise Conflict(f"{what}: changed since it was read") from exc
     except ClientAuthenticationError as exc:
         raise StopSync(f"{what}: the state store refused our credentials ({type(exc).__name__})") from exc
+    except TransactionRefused as exc:
+        raise _refused(exc.status, what, transaction=True) from exc
     except HttpResponseError as exc:
-        status = exc.status_code or 0
-        if status == 412 or (isinstance(exc, TableTransactionError) and status in (404, 409)):
-            raise Conflict(f"{what}: changed since it was read") from exc
-        if status in (401, 403):
-            raise StopSync(f"{what}: no access to the state store (HTTP {status})") from exc
-        if status == 429 or status >= 500:
-            raise RetryLater(f"{what}: state store unavailable (HTTP {status})", code=STORE_UNAVAILABLE) from exc
-        raise StopSync(f"{what}: state store rejected the request (HTTP {status})") from exc
+        raise _refused(exc.status_code or 0, what, transaction=isinstance(exc, TableTransactionError)) from exc
     except (ServiceRequestError, ServiceResponseError, AzureError) as exc:
         raise RetryLater(f"{what}: state store unreachable ({type(exc).__name__})", code=STORE_UNAVAILABLE) from exc
+
+
+def _refused(status: int, what: str, *, transaction: bool) -> Exception:
+    """What a refusal with HTTP ``status`` means for the caller (in a transaction, a row that exists already or
+    is gone is a changed row too)."""
+    if status == 412 or (transaction and status in (404, 409)):
+        return Conflict(f"{what}: changed since it was read")
+    if status in (401, 403):
+        return StopSync(f"{what}: no access to the state store (HTTP {status})")
+    if status == 429 or status >= 500:
+        return RetryLater(f"{what}: state store unavailable (HTTP {status})", code=STORE_UNAVAILABLE)
+    return StopSync(f"{what}: state store rejected the request (HTTP {status})")
 
 
 def _entity(pk: str, rk: str, doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -69,6 +92,38 @@ def _entity(pk: str, rk: str, doc: Mapping[str, Any]) -> dict[str, Any]:
 def _row(entity: Mapping[str, Any]) -> Row:
     text = "".join(entity[f"doc{i}"] for i in range(int(entity.get("parts", 1))))
     return Row(entity["PartitionKey"], entity["RowKey"], json.loads(text), str(entity.metadata["etag"]))  # type: ignore[attr-defined]
+
+
+_pool: list[ThreadPoolExecutor] = []
+_pool_lock = threading.Lock()
+
+
+def _readers() -> ThreadPoolExecutor:
+    """The one bounded pool every :meth:`TableRows.get_many` of the process spreads its filters over (each thread's
+    request goes through its client's connection pool; no task waits on another, so sharing cannot deadlock)."""
+    with _pool_lock:
+        if not _pool:
+            _pool.append(ThreadPoolExecutor(READ_WORKERS, thread_name_prefix="table-read"))
+        return _pool[0]
+
+
+def _read_dense(client: TableClient, pk: str, keys: list[str], found: dict[str, Row]) -> list[str]:
+    """Read sorted ``keys`` as the range from the first to the last, page by page, while at least :data:`DENSE`
+    of a page's rows are wanted; put the wanted rows in ``found`` and return the keys past the range read (all
+    of them when the first page was sparse: one request spent to learn it)."""
+    wanted = set(keys)
+    flt = "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi"
+    pages = client.query_entities(
+        flt, parameters={"pk": pk, "lo": keys[0], "hi": keys[-1]}, results_per_page=_PAGE
+    ).by_page()
+    for page in pages:
+        entities = list(page)
+        hits = [e for e in entities if e["RowKey"] in wanted]
+        found.update({e["RowKey"]: _row(e) for e in hits})
+        if entities and len(hits) < DENSE * len(entities):  # (the service may send an empty page: read on)
+            last = entities[-1]["RowKey"]
+            return [k for k in keys if k > last]
+    return []
 
 
 def _quote(value: str) -> str:
@@ -122,14 +177,25 @@ class TableRows:
         return _row(entity) if entity is not None else None
 
     def get_many(self, table: str, pk: str, rks: Iterable[str]) -> dict[str, Row]:
-        keys = list(dict.fromkeys(rks))
+        """Rows by key: a dense run of the sorted keys read as one row-key range (pages of 1000), the rest by
+        filters of 14 keys, up to :data:`READ_WORKERS` of them at once."""
+        keys = sorted(set(rks))
         found: dict[str, Row] = {}
+        if not keys:
+            return found
         client = self._table(table)
-        for start in range(0, len(keys), _OR_LIMIT - 1):
-            chunk = keys[start : start + _OR_LIMIT - 1]
+        what = f"{table}/{pk} (many)"
+        if len(keys) >= RANGE_MIN_KEYS:
+            keys = _call(lambda: _read_dense(client, pk, keys, found), what)
+        chunks = [keys[start : start + _OR_LIMIT - 1] for start in range(0, len(keys), _OR_LIMIT - 1)]
+
+        def read(chunk: list[str]) -> list[Any]:
             rows = " or ".join(f"RowKey eq {_quote(k)}" for k in chunk)
             flt = f"PartitionKey eq {_quote(pk)} and ({rows})"
-            entities = _call(lambda flt=flt: list(client.query_entities(flt)), f"{table}/{pk} (many)")  # type: ignore[misc]
+            return _call(lambda: list(client.query_entities(flt)), what)
+
+        pages = _readers().map(read, chunks) if len(chunks) > 1 else map(read, chunks)
+        for entities in pages:
             found.update({e["RowKey"]: _row(e) for e in entities})
         return found
 
@@ -186,14 +252,22 @@ class TableRows:
         _call(lambda: self._table(table).delete_entity(pk, rk), f"{table}/{pk}/{rk}")
 
     def write_many(self, table: str, pk: str, writes: Sequence[Write]) -> dict[str, str | None]:
+        """Batch transactions of up to 100 rows and 4 MiB each (:mod:`shared.store.table_transactions`)."""
         client = self._table(table)
         etags: dict[str, str | None] = {}
-        for start in range(0, len(writes), BATCH_LIMIT):
-            chunk = writes[start : start + BATCH_LIMIT]
-            operations = [_operation(pk, w) for w in chunk]
-            results = _call(lambda ops=operations: client.submit_transaction(ops), f"{table}/{pk} (batch)")  # type: ignore[misc]
-            for write, result in zip(chunk, results, strict=True):
-                etags[write.rk] = None if write.op == "delete" else str(result.get("etag"))
+        if client._cosmos_endpoint:  # Cosmos DB's Table API: the SDK's own batches
+            for start in range(0, len(writes), BATCH_LIMIT):
+                chunk = writes[start : start + BATCH_LIMIT]
+                operations = [_operation(pk, w) for w in chunk]
+                results = _call(lambda ops=operations: client.submit_transaction(ops), f"{table}/{pk} (batch)")  # type: ignore[misc]
+                for write, result in zip(chunk, results, strict=True):
+                    etags[write.rk] = None if write.op == "delete" else str(result.get("etag"))
+            return etags
+        built = [transactions.operation(_entity(pk, w.rk, w.doc or {}), w) for w in writes]
+        for batch in transactions.chunks(built):
+            tags = _call(lambda b=batch: transactions.submit(client, pk, b), f"{table}/{pk} (batch)")  # type: ignore[misc]
+            for op, etag in zip(batch, tags, strict=True):
+                etags[op.write.rk] = None if op.write.op == "delete" else etag
         return etags
 
 

@@ -40,6 +40,7 @@ def azurite_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "--silent",
             "--skipApiVersionCheck",
             "--disableProductStyleUrl",
+            "--disableTelemetry",
             "--tableHost",
             "127.0.0.1",
             "--tablePort",
