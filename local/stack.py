@@ -101,13 +101,18 @@ def _host(url: str) -> str:
 
 
 class _Reroute(httpx.BaseTransport):
-    """Real HTTP, with some hosts answered elsewhere (Entra's name -> the simulator's loopback address)."""
+    """Real HTTP, with some hosts answered elsewhere (Entra's name -> the simulator's loopback address); ``observe``
+    sees each request before it is sent."""
 
-    def __init__(self, hosts: Mapping[str, str]) -> None:
+    def __init__(self, hosts: Mapping[str, str], observe: Callable[[httpx.Request], None] | None = None) -> None:
         self._hosts = {host: httpx.URL(target) for host, target in hosts.items()}
         self._inner = httpx.HTTPTransport()
+        self._observe = observe
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self._observe is not None:
+            request.read()
+            self._observe(request)
         target = self._hosts.get(request.url.host)
         if target is not None:
             request.url = request.url.copy_with(scheme=target.scheme, host=target.host, port=target.port)
@@ -127,7 +132,7 @@ class LocalStack:
     run_timers: bool = True
     retry_delay: float = 1.0
     batching: Batching | None = None  # None: as host.json says
-    observe: Callable[[httpx.Request], None] | None = None  # sees every in-process request to a simulator
+    observe: Callable[[httpx.Request], None] | None = None  # sees every request to a simulator (or the tenants)
     overrides: Mapping[str, str] = field(default_factory=dict)
     state_path: str | None = None
     sims: Mapping[str, str] | None = None  # settings of external simulators (``python -m local.simulators``)
@@ -238,7 +243,8 @@ class LocalStack:
             )
             self.http = httpx.Client(transport=transport, timeout=30.0)
         else:
-            self.http = httpx.Client(transport=_Reroute({_host(ENTRA): s.dataverse_url}), timeout=30.0)
+            reroute = _Reroute({_host(ENTRA): s.dataverse_url}, self.observe)
+            self.http = httpx.Client(transport=reroute, timeout=30.0)
         dataverse = build_dataverse(s, self.http, sleep=self.sleep, clock=self.monotonic)
         marketo = build_marketo(s, self.http, sleep=self.sleep, clock=self.monotonic, now=self.clock)
         return Services(s, store, self.broker, dataverse, marketo)

@@ -5,7 +5,8 @@ provisioned first by running ``python -m local.tenants --provision DIR`` -- the 
 it builds the tenants exactly as ``make run`` does, from the configured mapping, and this package imports nothing
 of the product. They are served on loopback (fixed ports by default, so a restart keeps the URLs the product
 stored) and saved back a moment after every change and on SIGTERM / Ctrl-C; a restart with the same ``DIR``
-picks up where they left off, with the same credentials.
+picks up where they left off, with the same credentials (``--ephemeral``: never saved back, for a benchmark's
+millions of records seeded through ``/_simulator/seed``).
 
 The plug-in steps and the Marketo webhook post to ``--product-url``. When the product is down a post fails as it
 does with the real services (Dataverse retries a 502/503/504 once and a refused connection not at all; Marketo
@@ -28,10 +29,12 @@ from pathlib import Path
 import httpx
 
 from local.loopback import Handler, LoopbackServer
+from local.simulators.marketo.simulator import MarketoSimulator
 from local.simulators.persistence import Snapshots, build, load, write_json
 from local.simulators.stopping import wait_for_stop
 
 SETTINGS_FILE = "settings.json"
+IMPORT_CHUNK = 500  # bulk import rows worked at a time, between API calls
 _READS = {"GET", "HEAD"}
 
 
@@ -57,6 +60,13 @@ class _FireAndForget:
             self._client.post(url, headers=dict(headers), content=body)
 
 
+def _import_worker(marketo: MarketoSimulator, stop: threading.Event) -> None:
+    """Bulk imports worked in the background, a chunk of rows at a time: API calls get in between chunks."""
+    while not stop.is_set():
+        done = marketo.work_imports(IMPORT_CHUNK)
+        stop.wait(0.002 if done else 0.1)
+
+
 def _provision(directory: Path, product_url: str) -> None:
     command = [sys.executable, "-m", "local.tenants", "--provision", str(directory), "--product-url", product_url]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)  # noqa: S603 - our own module, this interpreter
@@ -72,6 +82,11 @@ def main(argv: list[str] | None = None) -> None:
         default="http://127.0.0.1:7071",
         help="where the webhooks go: the product's local host (default http://127.0.0.1:7071)",
     )
+    parser.add_argument(
+        "--ephemeral",
+        action="store_true",
+        help="never save the tenants back to DIR (a benchmark's millions of seeded records): they end with the process",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -83,12 +98,19 @@ def main(argv: list[str] | None = None) -> None:
         saved = load(directory)
         assert saved is not None
     dataverse_sim, marketo_sim = build(saved, args.product_url, _FireAndForget())
+    marketo_sim.imports.background = True
+    importing = threading.Event()
+    worker = threading.Thread(target=_import_worker, args=(marketo_sim, importing), name="imports", daemon=True)
+    worker.start()
     extra = {"secrets": saved["secrets"], "settings": saved["settings"]}
-    snapshots = Snapshots(directory, dataverse_sim, marketo_sim, extra)
-    dataverse = LoopbackServer(_watched(dataverse_sim, snapshots), port=args.dataverse_port).start()
-    marketo = LoopbackServer(_watched(marketo_sim, snapshots), port=args.marketo_port).start()
-    snapshots.save()
-    snapshots.start()
+    snapshots = None if args.ephemeral else Snapshots(directory, dataverse_sim, marketo_sim, extra)
+    dataverse_handler: Handler = dataverse_sim if snapshots is None else _watched(dataverse_sim, snapshots)
+    marketo_handler: Handler = marketo_sim if snapshots is None else _watched(marketo_sim, snapshots)
+    dataverse = LoopbackServer(dataverse_handler, port=args.dataverse_port).start()
+    marketo = LoopbackServer(marketo_handler, port=args.marketo_port).start()
+    if snapshots is not None:
+        snapshots.save()
+        snapshots.start()
     product = args.product_url.rstrip("/")
     settings = {
         "DATAVERSE_URL": dataverse.url,
@@ -108,7 +130,10 @@ def main(argv: list[str] | None = None) -> None:
         stopping.start()
         dataverse.stop()
         stopping.join()
-        snapshots.stop()
+        importing.set()
+        worker.join()
+        if snapshots is not None:
+            snapshots.stop()
 
 
 def banner(settings: Mapping[str, str], directory: Path, *, restored: bool) -> str:

@@ -1,4 +1,4 @@
-"""Bulk lead import files: CSV built from records and split so each file stays under Marketo's 10 MB limit."""
+"""Bulk lead import files: CSV built row by row and split so each file stays under Marketo's 10 MB limit."""
 
 from __future__ import annotations
 
@@ -20,10 +20,40 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _row_bytes(values: Sequence[str]) -> bytes:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(values)
-    return buffer.getvalue().encode("utf-8")
+class ImportFileBuilder:
+    """CSV import files of fixed ``columns`` (header first in each), built one row at a time: a row is encoded
+    as it is added and only the encoded files are kept, each under ``max_bytes``. A single row that cannot fit in
+    a file of its own raises ``ValueError``: no split can help it."""
+
+    def __init__(self, columns: Sequence[str], *, max_bytes: int = DEFAULT_FILE_BYTES) -> None:
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, lineterminator="\n")
+        self.max_bytes = max_bytes
+        self.header = self._encode([str(c) for c in columns])
+        self.rows = 0
+        self._files: list[bytes] = []
+        self._current = bytearray()
+
+    def _encode(self, values: Sequence[str]) -> bytes:
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._writer.writerow(values)
+        return self._buffer.getvalue().encode("utf-8")
+
+    def add(self, values: Sequence[Any]) -> None:
+        """One row, its cells in the order of the columns."""
+        row = self._encode([_cell(value) for value in values])
+        if len(self.header) + len(row) > self.max_bytes:
+            raise ValueError(f"import row {self.rows} is {len(row)} bytes: too large for any import file")
+        if self._current and len(self.header) + len(self._current) + len(row) > self.max_bytes:
+            self._files.append(self.header + bytes(self._current))
+            self._current = bytearray()
+        self._current += row
+        self.rows += 1
+
+    def files(self) -> list[bytes]:
+        """The files of every row added so far (none without rows)."""
+        return [*self._files, self.header + bytes(self._current)] if self._current else list(self._files)
 
 
 def import_files(
@@ -42,19 +72,7 @@ def import_files(
         for record in records:
             seen.update(dict.fromkeys(record))
         columns = list(seen)
-    header = _row_bytes(list(columns))
-    files: list[bytes] = []
-    current: list[bytes] = []
-    size = len(header)
-    for index, record in enumerate(records):
-        row = _row_bytes([_cell(record.get(column)) for column in columns])
-        if len(header) + len(row) > max_bytes:
-            raise ValueError(f"import row {index} is {len(row)} bytes: too large for any import file")
-        if size + len(row) > max_bytes:
-            files.append(header + b"".join(current))
-            current, size = [], len(header)
-        current.append(row)
-        size += len(row)
-    if current:
-        files.append(header + b"".join(current))
-    return files
+    builder = ImportFileBuilder(columns, max_bytes=max_bytes)
+    for record in records:
+        builder.add([record.get(column) for column in columns])
+    return builder.files()

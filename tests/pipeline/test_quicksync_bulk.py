@@ -16,7 +16,7 @@ import pytest
 from bench.quicksync import CountingRows, seed_linked
 from local.stack import LocalStack
 from shared.errors import RetryLater
-from shared.marketo.bulk import import_files
+from shared.marketo.bulk import ImportFileBuilder, import_files
 from shared.marketo.models import ImportStatus
 from shared.pipeline.quicksync.jobs import JobState, list_jobs
 from tests.pipeline.test_quicksync import add_field, jobs
@@ -81,10 +81,10 @@ def expected(ids: list[str]) -> dict[str, Any]:
 def small_files(monkeypatch: pytest.MonkeyPatch) -> None:
     """Import files of at most :data:`SMALL_FILE` bytes: a page of 1,500 persons makes several import jobs."""
 
-    def split(records: Any, *, columns: Any = None, max_bytes: int = SMALL_FILE) -> list[bytes]:
-        return import_files(records, columns=columns, max_bytes=min(max_bytes, SMALL_FILE))
+    def small(columns: Any, *, max_bytes: int = SMALL_FILE) -> ImportFileBuilder:
+        return ImportFileBuilder(columns, max_bytes=min(max_bytes, SMALL_FILE))
 
-    monkeypatch.setattr("shared.pipeline.quicksync.backfill.import_files", split)
+    monkeypatch.setattr("shared.pipeline.quicksync.backfill.ImportFileBuilder", small)
 
 
 def test_a_large_page_of_persons_goes_through_bulk_import(bulk_stack: LocalStack) -> None:
@@ -266,3 +266,32 @@ def test_a_run_out_of_time_while_marketo_imports_leaves_the_batch_to_the_next_ru
         assert (done.state, done.records_done) == (JobState.DONE, COUNT)
         assert calls(stack)[SUBMIT] == 1
         assert tiers(stack, persons) == expected(ids)
+
+
+def test_pages_that_changed_since_their_files_were_submitted_are_written_the_ordinary_way(
+    bulk_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small_files(monkeypatch)
+    ids, persons = seeded(bulk_stack)
+    add_field(bulk_stack, "contact", FIELD)
+    crash_once(bulk_stack, lambda s: s.finished, lambda: RuntimeError("the process died"))
+    with pytest.raises(RuntimeError, match="the process died"):
+        bulk_stack.host.fire("quick_sync")
+    submitted = calls(bulk_stack)[SUBMIT]
+    assert bulk_stack.tenants is not None
+    changed = ids[1200]  # in a file not submitted yet
+    bulk_stack.tenants.dataverse.seed("contact", {"new_tier": "Changed"}, record_id=changed)  # no webhook
+
+    bulk_stack.restart(keep_queue=True)
+    bulk_stack.tenants.marketo.configure_webhook(None, None)
+    before = calls(bulk_stack).get(SYNC, 0)
+    bulk_stack.host.fire("quick_sync")
+
+    (done,) = list_jobs(bulk_stack.services.store)
+    assert (done.state, done.records_done, done.records_failed) == (JobState.DONE, COUNT, 0)
+    assert calls(bulk_stack)[SUBMIT] == submitted, "the rebuilt files differ: none submitted again"
+    assert calls(bulk_stack).get(SYNC, 0) - before == -(-COUNT // 300), "the group written by 300-record syncs"
+    want = {**expected(ids), changed: "Changed"}
+    assert tiers(bulk_stack, persons) == want
+    links = bulk_stack.services.store.get_links("contact", ids)
+    assert links[changed].baseline["new_tier"] == "Changed"

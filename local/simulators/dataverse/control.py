@@ -35,6 +35,10 @@ POST   /_simulator/outage       ``{"seconds": 150, "status": 503}``: every Web A
                                 plug-in steps are left alone (switch them with ``/_simulator/webhooks``)
 DELETE /_simulator/outage       end it now
 POST   /_simulator/tokens/expire  every issued token stops working (the next call with one gets 401)
+POST   /_simulator/seed         ``{"entity": "contact", "count": N, "id": "...{i:012x}", "values": {...}}``: N rows
+                                put in place at once from templates (``local/simulators/seeding.py``)
+POST   /_simulator/edit         ``{"entity": "contact", "id": "...", "values": {...}}``: a person's edit in the
+                                app (its plug-in steps post to the product)
 GET    /_simulator/webhooks     the plug-in steps' switches and counters
 POST   /_simulator/webhooks     ``{"enabled": false}``: the steps post nothing to the product; ``{"enabled": true,
                                 "drop": 0.3, "seed": 7}`` loses a share of the posts at random (seeded: the same
@@ -63,6 +67,7 @@ from local.simulators.control_surface import (
     whole,
 )
 from local.simulators.dataverse.faults import InjectedFault
+from local.simulators.seeding import edit_dataverse, seed_dataverse
 from local.simulators.webhook_switch import WebhookSwitch
 
 if TYPE_CHECKING:
@@ -90,7 +95,11 @@ class Control(ControlSurface[InjectedFault]):
     sim: DataverseSimulator
 
     def __init__(self, sim: DataverseSimulator) -> None:
-        super().__init__(sim, "Dataverse simulator control surface", ABOUT, CONTROLS, own={})
+        own = {
+            "/seed": {"POST": lambda body, rest: seed_dataverse(self.sim, body)},
+            "/edit": {"POST": lambda body, rest: edit_dataverse(self.sim, body)},
+        }
+        super().__init__(sim, "Dataverse simulator control surface", ABOUT, CONTROLS, own)
 
     def switch(self) -> WebhookSwitch:
         return self.sim.plugins.switch
@@ -218,6 +227,27 @@ CONTROLS: list[dict[str, object]] = [
     },
     {"method": "DELETE", "path": "/_simulator/outage", "does": "end the outage now"},
     {"method": "POST", "path": "/_simulator/tokens/expire", "does": "every issued token stops working: next call 401"},
+    {
+        "method": "POST",
+        "path": "/_simulator/seed",
+        "does": "put count rows in place from templates of {i}, columns added first: local/simulators/seeding.py",
+        "examples": [
+            {
+                "entity": "contact",
+                "count": 1000,
+                "id": "00000000-0000-4000-8000-{i:012x}",
+                "values": {"lastname": "L{i}"},
+            }
+        ],
+    },
+    {
+        "method": "POST",
+        "path": "/_simulator/edit",
+        "does": "a person edits a record in the app: its plug-in steps post to the product",
+        "examples": [
+            {"entity": "contact", "id": "00000000-0000-4000-8000-000000000001", "values": {"jobtitle": "CTO"}}
+        ],
+    },
     {"method": "GET", "path": "/_simulator/webhooks", "does": "the plug-in steps' switches and counters"},
     {
         "method": "POST",

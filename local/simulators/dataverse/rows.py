@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -171,6 +171,29 @@ class Organisation:
         stored.pop(table.primary_id, None)
         self._commit(table, row_id, self._new_row(table, row_id, stored, None), "upsert")
         return row_id
+
+    def seed_many(self, table: Table, rows: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
+        """Rows put in place as :meth:`seed` puts one (bulk test setup: a million rows in seconds). The first is
+        coerced and checked; the rest, when that coercion changed nothing and they give the same columns, are laid
+        over a copy of it rather than built column by column. Returns how many."""
+        template: dict[str, Any] | None = None
+        columns: frozenset[str] = frozenset()
+        count = 0
+        for record_id, values in rows:
+            row_id = record_id.lower()
+            if template is None or frozenset(values) != columns:
+                stored = coerce(table, values, self.resolve, creating=True, web_api=False)
+                self.seed(table, values, row_id)
+                if dict(stored) == dict(values):
+                    template, columns = self.rows(table)[row_id], frozenset(values)
+            else:
+                row = dict(template)
+                row.update(values)
+                row[table.primary_id] = row_id
+                self._derive(table, row)
+                self._commit(table, row_id, row, "upsert")
+            count += 1
+        return count
 
     def create(
         self,

@@ -1,7 +1,10 @@
 """Bulk lead import jobs: a FIFO queue, two importing at a time, ten in the system at most (1016 beyond).
 
 Jobs advance with the simulator's clock: Queued until a slot frees, Importing for ``import_seconds``, then
-Complete (or Failed for a file Marketo cannot read). Rows go through the same upsert as Sync Leads, so they
+Complete (or Failed for a file Marketo cannot read). In ``background`` mode (the simulators in their own process)
+a worker goes through the importing rows a chunk at a time between API calls (:meth:`ImportQueue.work`), and a
+job completes once its rows are all done, so a large import takes the time its rows take and never holds every
+API call up while it runs. Rows go through the same upsert as Sync Leads, so they
 record the same activities; failed and warned rows are kept for the failures/warnings CSV files.
 """
 
@@ -32,6 +35,7 @@ class ImportJob:
     status: str = "Queued"
     started_at: float = 0.0
     processed: int = 0
+    cursor: int = 0  # rows gone through the upsert so far (imports are worked a chunk at a time, see work())
     failures: list[tuple[dict[str, str], str]] = field(default_factory=list)
     warnings: list[tuple[dict[str, str], str]] = field(default_factory=list)
     message: str = ""
@@ -62,6 +66,7 @@ class ImportJob:
 class ImportQueue:
     leads: LeadStore
     import_seconds: float = 1.0
+    background: bool = False  # worked by :meth:`work` between requests: a job completes once all its rows are done
     jobs: dict[int, ImportJob] = field(default_factory=dict)
     _next_batch: int = 3404
     peak_in_system: int = 0
@@ -98,7 +103,8 @@ class ImportQueue:
 
     def advance(self, now: float) -> None:
         for job in self.jobs.values():
-            if job.status == "Importing" and now >= job.started_at + self.import_seconds:
+            worked = not self.background or job.cursor >= len(job.rows) or not self._readable(job)
+            if job.status == "Importing" and now >= job.started_at + self.import_seconds and worked:
                 self._run(job)
         running = sum(job.status == "Importing" for job in self.jobs.values())
         for job in sorted(self.jobs.values(), key=lambda j: j.batch_id):
@@ -109,15 +115,44 @@ class ImportQueue:
                 running += 1
         self.peak_importing = max(self.peak_importing, running)
 
+    def work(self, rows: int) -> int:
+        """Go through up to ``rows`` rows of the importing jobs now, without finishing any (that stays with
+        :meth:`advance`, on the clock): a simulator in its own process calls this between requests so a large
+        import is not done in one go while every API call waits for it, as Marketo imports in the background."""
+        done = 0
+        for job in sorted(self.jobs.values(), key=lambda j: j.batch_id):
+            if done >= rows:
+                break
+            if job.status == "Importing" and self._readable(job):
+                stop = min(len(job.rows), job.cursor + rows - done)
+                done += stop - job.cursor
+                self._apply(job, stop)
+        return done
+
+    def _readable(self, job: ImportJob) -> bool:
+        return job.lookup_field in self.leads.fields and all(column in self.leads.fields for column in job.columns)
+
     def _run(self, job: ImportJob) -> None:
-        unknown = [column for column in job.columns if column not in self.leads.fields]
-        lookup = self.leads.fields.get(job.lookup_field)
-        if unknown or lookup is None:
+        if not self._readable(job):
+            unknown = [column for column in job.columns if column not in self.leads.fields]
             job.status = "Failed"
             job.message = f"Field '{(unknown or [job.lookup_field])[0]}' not found"
             return
+        self._apply(job, len(job.rows))
+        job.status = "Complete"
+        job.rows = []  # imported: only the failed and warned rows are kept, for their files
+        failed = len(job.failures)
+        job.message = (
+            f"Import completed with errors, {job.processed} records imported ({job.processed} members), {failed} failed"
+            if failed
+            else f"Import succeeded, {job.processed} records imported ({job.processed} members)"
+        )
+
+    def _apply(self, job: ImportJob, stop: int) -> None:
+        """The job's rows from its cursor up to ``stop`` through the upsert."""
+        lookup = self.leads.fields[job.lookup_field]
         action = "updateOnly" if job.lookup_field == "id" else "createOrUpdate"
-        for row in job.rows:
+        for row in job.rows[job.cursor : stop]:
             values: dict[str, Any] = {key: value for key, value in row.items() if key is not None and value != ""}
             warning = self._truncate(values)
             result = self.leads.upsert(
@@ -129,14 +164,7 @@ class ImportQueue:
             job.processed += 1
             if warning:
                 job.warnings.append((row, warning))
-        job.status = "Complete"
-        job.rows = []  # imported: only the failed and warned rows are kept, for their files
-        failed = len(job.failures)
-        job.message = (
-            f"Import completed with errors, {job.processed} records imported ({job.processed} members), {failed} failed"
-            if failed
-            else f"Import succeeded, {job.processed} records imported ({job.processed} members)"
-        )
+        job.cursor = max(job.cursor, stop)
 
     def _truncate(self, values: dict[str, Any]) -> str | None:
         warning = None

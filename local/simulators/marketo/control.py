@@ -32,6 +32,8 @@ POST   /_simulator/tokens/expire  every issued token expires (the next call with
 POST   /_simulator/tokens/revoke  every issued token is forgotten (the next call with one gets 601)
 GET    /_simulator/quota        today's quota: limit, used, remaining, when it resets
 POST   /_simulator/quota        ``{"remaining": 0}`` or ``{"used": N}``, and/or ``{"limit": N}``
+POST   /_simulator/seed         ``{"count": N, "values": {"email": "b{i}@example.com"}}``: N leads put in place at
+                                once (consecutive ids, no activity, no webhook; ``local/simulators/seeding.py``)
 GET    /_simulator/webhooks     the Call Webhook step's switches and counters
 POST   /_simulator/webhooks     ``{"enabled": false}``; ``{"enabled": true, "drop": 0.3, "seed": 7}`` loses a share
                                 of the calls at random (seeded: the same calls every run)
@@ -56,6 +58,7 @@ from local.simulators.control_surface import (
     whole,
 )
 from local.simulators.marketo.faults import ENVELOPE_CODES, HTTP_CODES, TIMEOUT, Fault
+from local.simulators.seeding import seed_marketo
 from local.simulators.webhook_switch import WebhookSwitch
 
 if TYPE_CHECKING:
@@ -83,6 +86,7 @@ class Control(ControlSurface[Fault]):
         own = {
             "/tokens/revoke": {"POST": self.revoke_tokens},
             "/quota": {"GET": self.show_quota, "POST": self.set_quota},
+            "/seed": {"POST": lambda body, rest: seed_marketo(self.sim, body)},
         }
         super().__init__(sim, "Marketo simulator control surface", ABOUT, CONTROLS, own)
 
@@ -243,6 +247,12 @@ CONTROLS: list[dict[str, object]] = [
         "path": "/_simulator/quota",
         "does": "exhaust or set today's usage, or change the daily quota",
         "examples": [{"remaining": 0}, {"used": 49990}, {"limit": 10000}],
+    },
+    {
+        "method": "POST",
+        "path": "/_simulator/seed",
+        "does": "put count leads in place from templates of {i} (no activity, no webhook): local/simulators/seeding.py",
+        "examples": [{"count": 1000, "values": {"email": "b{i}@example.com", "firstName": "F{i}"}}],
     },
     {"method": "GET", "path": "/_simulator/webhooks", "does": "the Call Webhook step's switches and counters"},
     {

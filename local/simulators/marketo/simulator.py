@@ -116,6 +116,11 @@ class MarketoSimulator:
 
     # --- test and demo controls ----------------------------------------------------------------------------
 
+    def work_imports(self, rows: int) -> int:
+        """Up to ``rows`` rows of the running bulk imports done now (see ``ImportQueue.work``): how many."""
+        with self._lock:
+            return self.imports.work(rows)
+
     def define_custom_object(self, api_name: str, *, dedupe_fields: tuple[str, ...], fields: Mapping[str, str]) -> None:
         with self._lock:
             self.custom_objects[api_name] = custom_object(api_name, dedupe_fields=dedupe_fields, fields=fields)

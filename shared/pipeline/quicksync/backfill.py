@@ -12,13 +12,16 @@ whose CSV files (``id`` and the field, each under 10 MB) are imported with ``loo
 persons are updated. The job's ``next_link`` stays at the group's first page until every baseline of the group is
 saved; a resumed run reads the same pages again, polls the batches its checkpoint holds, and submits only the
 files not submitted yet. If the rebuilt files differ from the submitted ones (a record changed meanwhile), the
-open batches are let finish and the group's current values are written the ordinary way. Baselines are saved in
-batch transactions (:meth:`StateStore.replace_links`), never a write per record.
+open batches are let finish and the group's current values are written the ordinary way. A group keeps no records
+or links while Marketo imports (each page is encoded into the files as read, see :class:`.bulk.ImportGroup`);
+afterwards its links are re-read a chunk at a time and the baselines saved in batch transactions
+(:meth:`StateStore.replace_links`) on the ETags the links had when read, never a write per record.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -27,12 +30,12 @@ from shared.core.mapping import SYNC_FILTER_COLUMN, EntityMapping, FieldMapping
 from shared.core.values import ConversionError, from_dynamics, to_marketo
 from shared.dataverse.client import DataverseClient
 from shared.dataverse.records import Record
-from shared.marketo.bulk import DEFAULT_FILE_BYTES, import_files
+from shared.marketo.bulk import DEFAULT_FILE_BYTES, ImportFileBuilder
 from shared.marketo.client import MarketoClient
 from shared.marketo.models import RecordOutcome
 from shared.pipeline import marketo_side
 from shared.pipeline.dataverse_side import sync_filter_flag
-from shared.pipeline.quicksync.bulk import Importer, digest
+from shared.pipeline.quicksync.bulk import Importer, ImportGroup, ImportResult, digest
 from shared.pipeline.quicksync.jobs import QuickSyncJob
 from shared.pipeline.sync_errors import marketo_error, sync_error
 from shared.store.base import StateStore
@@ -40,6 +43,8 @@ from shared.store.model import TO_MARKETO, Link, SyncErrorRecord
 
 SETTLE_ROUNDS = 2  # re-pushes of records whose link the live sync saved while this page was in flight
 GROUP_MAX_RECORDS = 200_000  # records of one bulk group: bounds memory, and the time one run holds the group
+SAVE_CHUNK = 1200  # links re-read (and their baselines saved) at a time once a group is imported: a multiple of
+# 300, so the sync calls of a group written the ordinary way are full
 
 Row = tuple[Link, Any, Any]  # the link, the canonical value (its new baseline), the Marketo wire value
 
@@ -55,6 +60,16 @@ class PageOutcome:
     next_link: str | None = None  # None: that was the last page
     pages: int = 1  # Dataverse pages this outcome covers (a bulk group holds many)
     waiting: bool = False  # bulk imports still open when the time budget ran out: nothing moved, resume later
+
+
+def _key_order(group: ImportGroup) -> Iterator[array[int]]:
+    """The group's places in the order of their link keys, :data:`SAVE_CHUNK` at a time. Dataverse pages come in
+    its own GUID order, not the keys' text order: read in key order, each chunk of links is one dense run of keys,
+    which Table Storage reads as a range in a few pages instead of a filter per 14 keys."""
+    ids = group.dynamics_ids
+    order = array("l", sorted(range(len(ids)), key=lambda at: ids[at].lower()))
+    for start in range(0, len(order), SAVE_CHUNK):
+        yield order[start : start + SAVE_CHUNK]
 
 
 def range_filter(modified_from: str | None, modified_to: str | None) -> str | None:
@@ -132,21 +147,23 @@ class Backfill:
         self, job: QuickSyncJob, records: list[Record], next_link: str | None, page_size: int, moment: datetime
     ) -> PageOutcome:
         """A group of pages through bulk import: the first page given, more read while the group has room (on a
-        resume: exactly the pages the checkpoint says its files were built from)."""
+        resume: exactly the pages the checkpoint says its files were built from). Each page is encoded into the
+        import files as it is read and then dropped (:class:`ImportGroup`)."""
         outcome = PageOutcome()
         resuming = job.import_pages > 0
-        rows = self._eligible(records, outcome, moment)
+        group = ImportGroup(ImportFileBuilder(["id", self.field.marketo], max_bytes=self.max_file_bytes))
+        for link, canonical, wire in self._eligible(records, outcome, moment):
+            group.add(link, canonical, wire)
         pages, read = 1, len(records)
         while next_link and (
-            pages < job.import_pages if resuming else len(rows) < self.group_max_records and not self.out_of_time()
+            pages < job.import_pages if resuming else len(group) < self.group_max_records and not self.out_of_time()
         ):
             more, next_link = self._fetch(job, page_size, next_link)
             pages, read = pages + 1, read + len(more)
-            rows += self._eligible(more, outcome, moment)
+            for link, canonical, wire in self._eligible(more, outcome, moment):
+                group.add(link, canonical, wire)
         outcome.read, outcome.next_link, outcome.pages = read, next_link, pages
-        f = self.field
-        bodies = [{"id": int(str(link.marketo_id)), f.marketo: wire} for link, _, wire in rows]
-        files = import_files(bodies, columns=["id", f.marketo], max_bytes=self.max_file_bytes) if bodies else []
+        files = group.files.files()
         stamp = digest(files)
         importer = self._importer(job)
         if resuming and job.import_digest != stamp:
@@ -156,7 +173,8 @@ class Backfill:
                 outcome.waiting = True
                 return outcome
             importer.clear()
-            self._write(rows, outcome, moment)
+            for rows in self._regathered(group, outcome):
+                self._write(rows, outcome, moment)
             return outcome
         if not files:
             return outcome
@@ -167,20 +185,49 @@ class Backfill:
         if result is None:
             outcome.waiting = True
             return outcome
-        imported: list[tuple[Link, Any]] = []
-        for link, canonical, _ in rows:
-            marketo_id = str(link.marketo_id)
-            problem = result.failed.get(marketo_id) or result.warned.get(marketo_id)
-            if problem is None:
-                imported.append((link, canonical))
-                continue
-            code = "bulk-import-failed" if marketo_id in result.failed else "bulk-import-warning"
-            self._error(
-                sync_error(self.entity.entity, link.dynamics_id, "quick_sync", TO_MARKETO, code, problem, at=moment)
-            )
-            outcome.failed += 1
-        self._save(imported, outcome)
+        self._save_imported(group, result, outcome, moment)
         return outcome
+
+    def _regathered(self, group: ImportGroup, outcome: PageOutcome) -> Iterator[list[Row]]:
+        """The group's rows again, a chunk of links at a time, as :meth:`_write` takes them; a link saved since it
+        was read is the live sync's (a conflict, for the settle rounds)."""
+        for places in _key_order(group):
+            current = self.store.get_links(self.entity.entity, [group.dynamics_ids[at] for at in places])
+            rows: list[Row] = []
+            for at in places:
+                rid = group.dynamics_ids[at]
+                link = current.get(rid.lower())
+                if link is None or link.etag != group.etags[at]:
+                    outcome.conflicts.append(rid)
+                    continue
+                value = group.values[at]
+                rows.append((link, value, to_marketo(self.field, value)))
+            yield rows
+
+    def _save_imported(self, group: ImportGroup, result: ImportResult, outcome: PageOutcome, moment: datetime) -> None:
+        """The rows Marketo imported get their new baselines (re-read a chunk of links at a time, saved on the
+        ETags they had when read); the rows it failed or warned about become sync errors naming the record."""
+        imported: dict[str, int] = {}  # Dynamics id -> its place in the group
+        for places in _key_order(group):
+            imported.clear()
+            for at in places:
+                rid, marketo_id = group.dynamics_ids[at], str(group.marketo_ids[at])
+                problem = result.failed.get(marketo_id) or result.warned.get(marketo_id)
+                if problem is None:
+                    imported[rid] = at
+                    continue
+                code = "bulk-import-failed" if marketo_id in result.failed else "bulk-import-warning"
+                self._error(sync_error(self.entity.entity, rid, "quick_sync", TO_MARKETO, code, problem, at=moment))
+                outcome.failed += 1
+            current = self.store.get_links(self.entity.entity, list(imported))
+            written: list[tuple[Link, Any]] = []
+            for rid, at in imported.items():
+                link = current.get(rid.lower())
+                if link is None or link.etag != group.etags[at]:
+                    outcome.conflicts.append(rid)  # saved (or deleted) since it was read: the live sync's
+                    continue
+                written.append((link, group.values[at]))
+            self._save(written, outcome)
 
     def _importer(self, job: QuickSyncJob) -> Importer:
         return Importer(self.marketo, job, self.checkpoint, self.out_of_time)
