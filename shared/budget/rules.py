@@ -415,9 +415,26 @@ def reported(state: LedgerState, total: int, date: str | None, now: float, limit
     return replace(state, day=replace(state.day, reported=total, counted_then=state.day.counted, reported_at=now))
 
 
-def usage_is_stale(state: LedgerState, now: float, max_age: float) -> bool:
+USAGE_MAX_AGE_CEILING = 3600.0  # the longest a usage reading is trusted, however far the day is from the reserve
+
+
+def usage_max_age(day: Day, max_age: float, limits: Limits | None) -> float:
+    """How long the last usage reading holds: at least ``max_age``; longer while the day's estimate is so far below
+    the backfill's share of the quota that every integration spending at the full rate limit (which they share)
+    could not reach it sooner, up to :data:`USAGE_MAX_AGE_CEILING`. A backfill far from the quota's reserve thus
+    costs one usage call an hour, not one per ``max_age``."""
+    if limits is None or limits.daily_quota <= 0:
+        return max_age
+    headroom = limits.backfill_daily - day.estimate
+    fastest = limits.calls_per_window / limits.window  # calls per second, every API user of the tenant together
+    return max(max_age, min(USAGE_MAX_AGE_CEILING, headroom / fastest if fastest > 0 else 0.0))
+
+
+def usage_is_stale(state: LedgerState, now: float, max_age: float, limits: Limits | None = None) -> bool:
     day = state.day
-    return day is None or day.reported_at is None or not 0 <= now - day.reported_at < max_age
+    if day is None or day.reported_at is None:
+        return True
+    return not 0 <= now - day.reported_at < usage_max_age(day, max_age, limits)
 
 
 def usage(state: LedgerState, now: float, limits: Limits) -> Usage:

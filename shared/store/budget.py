@@ -70,7 +70,7 @@ class StoreLedger:
         self._change(lambda state: (reported(state, total, date, now, self.limits), Answer(0)), write_if_unchanged=True)
 
     def usage_stale(self, now: float, max_age: float) -> bool:
-        return usage_is_stale(self._read()[0], now, max_age)
+        return usage_is_stale(self._read()[0], now, max_age, self.limits)
 
     def usage(self, now: float) -> Usage:
         return usage(self._read()[0], now, self.limits)

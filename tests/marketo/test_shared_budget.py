@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from local.stack import LocalStack
+from shared.budget.rules import USAGE_MAX_AGE_CEILING, Day, usage_max_age
 from shared.errors import QuotaExhausted
 from shared.marketo.budget import BudgetLimits, Close, Lane, LedgerState, Request, decide, settle
 from shared.marketo.lanes import DAILY_RESERVE, LaneLimiter
@@ -233,13 +234,25 @@ def test_the_daily_reserve_stops_a_backfill_and_not_a_live_call() -> None:
         backfill = h.client.with_limiter(backfill_lane)
         backfill.describe_leads()  # plenty left: the backfill goes (and read Marketo's usage once)
         h.sim.set_quota_used(45_500)  # other integrations spent the day: only the reserve is left
-        h.clock.advance(301.0)  # the next usage check is due
+        h.clock.advance(301.0)  # far from the reserve at the last reading: not worth a call yet ...
+        backfill.describe_leads()
+        assert h.sim.call_counts().get("GET /rest/v1/stats/usage.json") == 1
+        h.clock.advance(3300.0)  # ... until the hour is up (a day's 45,000 calls take 2.5 hours at the rate limit)
         with pytest.raises(QuotaExhausted) as stopped:
             backfill.describe_leads()
         assert stopped.value.code == DAILY_RESERVE
         assert stopped.value.resets_at is not None
         live.describe_leads()  # live changes still go
         assert ledger.usage(h.clock.time()).daily_estimate >= 45_500
+        assert h.sim.call_counts().get("GET /rest/v1/stats/usage.json") == 2
+
+
+def test_usage_is_read_more_often_as_the_day_nears_the_reserve() -> None:
+    limits = BudgetLimits(daily_quota=50_000, daily_reserve=0.1)  # the backfill's share: 45,000
+    assert usage_max_age(Day("2026-12-01", counted=0), 300.0, limits) == USAGE_MAX_AGE_CEILING
+    assert usage_max_age(Day("2026-12-01", counted=42_000), 300.0, limits) == 600.0  # 3,000 left at 5 calls/s
+    assert usage_max_age(Day("2026-12-01", counted=44_900), 300.0, limits) == 300.0
+    assert usage_max_age(Day("2026-12-01", counted=0), 300.0, BudgetLimits(daily_quota=0)) == 300.0  # no daily quota
 
 
 # --- the composition root -----------------------------------------------------------------------------------------

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from shared.marketo.client import MarketoClient
 from shared.marketo.models import ImportState, ImportStatus
 from shared.pipeline.quicksync.bulk import POLL_MAX_SECONDS, Importer, ImportPace
 from shared.pipeline.quicksync.jobs import JobState, QuickSyncJob
+from shared.store.model import Checkpoint
 
 
 @dataclass
@@ -70,3 +73,55 @@ def test_an_import_slower_than_learned_falls_back_to_backoff_and_still_finishes(
 
 def test_nothing_learned_means_the_backoff() -> None:
     assert ImportPace(clock=lambda: 0.0).wait([1]) is None
+
+
+def test_the_pace_learned_in_one_group_paces_the_next_groups_polls() -> None:
+    marketo = SlowImports(seconds_per_row=0.0006)
+    job = QuickSyncJob("j", "contact", "new_tier", "tier", JobState.RUNNING, "2026-12-01T00:00:00Z")
+    saved: list[float | None] = []
+    importer = Importer(
+        cast(MarketoClient, marketo), job, lambda j: saved.append(j.import_seconds_per_row), lambda: False
+    )
+    assert importer._poll_all([_file(200_000)]) is not None  # the first group: doubling, then learned
+    first = marketo.polls
+    assert job.import_seconds_per_row is not None
+    job.import_batches = []  # the group's baselines saved: the next group starts (the job kept in its checkpoint)
+    again = QuickSyncJob.from_checkpoint(_checkpoint(job))
+    assert again.import_seconds_per_row == job.import_seconds_per_row
+    for _ in range(3):
+        importer = Importer(cast(MarketoClient, marketo), again, lambda _j: None, lambda: False)
+        assert importer._poll_all([_file(200_000)]) is not None
+        again.import_batches = []
+    assert marketo.polls - first <= 3 * 2, (first, marketo.polls)  # one poll (two at most) per later group
+
+
+def _checkpoint(job: QuickSyncJob) -> Checkpoint:
+    return Checkpoint(job.checkpoint_name, json.dumps(job.to_doc()), datetime.now(UTC), "1")
+
+
+@dataclass
+class ProgressingImports(SlowImports):
+    """As :class:`SlowImports`, and an open import reports the rows it has done so far (Marketo's
+    ``numOfLeadsProcessed`` while ``Importing``)."""
+
+    def import_status(self, batch: int) -> ImportStatus:
+        status = super().import_status(batch)
+        if status.status is ImportState.IMPORTING:
+            done = int((self.now - (self.due[batch] - self.rows[batch] * self.seconds_per_row)) / self.seconds_per_row)
+            return ImportStatus(batch, ImportState.IMPORTING, leads_processed=max(done, 0))
+        return status
+
+    rows: dict[int, int] = field(default_factory=dict)
+
+    def submit_lead_import(self, content: bytes, **kwargs: Any) -> int:
+        batch = super().submit_lead_import(content, **kwargs)
+        self.rows[batch] = content.count(b"\n") - 1
+        return batch
+
+
+def test_an_import_reporting_its_progress_is_polled_about_when_it_will_be_done() -> None:
+    marketo = ProgressingImports(seconds_per_row=0.0006)  # 150 s for 250,000 rows
+    statuses = _run(marketo, [_file(250_000)])
+    assert statuses is not None
+    assert marketo.polls <= 3, marketo.polls  # the first reading after 2 s, then about at its end
+    assert marketo.now <= 150 * 1.05 + 5

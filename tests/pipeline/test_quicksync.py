@@ -393,6 +393,35 @@ def test_a_link_saved_by_the_live_sync_meanwhile_gets_the_settled_value(
     assert (job["records_done"], job["records_left_to_live_sync"]) == (2, 0)
 
 
+def test_a_link_the_live_sync_saved_for_another_field_costs_no_second_marketo_call(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = seed_leads(stack, 2)
+    add_region(stack, dict.fromkeys(ids, "EMEA"))
+    real = marketo_side.update_persons
+    calls: list[int] = []
+
+    def racing(marketo: Any, records: Any) -> Any:
+        if not calls:  # while the page is on its way, the live sync saves ids[0]'s link for another field
+            set_values(stack, "lead", {ids[0]: {"jobtitle": "CTO"}})
+            link = stack.services.store.get_link("lead", ids[0])
+            assert link is not None
+            stack.services.store.save_link(replace(link, baseline={**link.baseline, "jobtitle": "CTO"}))
+        calls.append(len(records))
+        return real(marketo, records)
+
+    monkeypatch.setattr(marketo_side, "update_persons", racing)
+    stack.host.fire("quick_sync")
+
+    assert calls == [2]  # the region Dynamics holds is still the one written: no call again, only the baseline
+    assert [marketo_value(stack, "lead", rid, "region") for rid in ids] == ["EMEA", "EMEA"]
+    link = stack.services.store.get_link("lead", ids[0])
+    assert link is not None
+    assert (link.baseline["new_region"], link.baseline["jobtitle"]) == ("EMEA", "CTO")
+    (job,) = jobs(stack)
+    assert (job["records_done"], job["records_left_to_live_sync"]) == (2, 0)
+
+
 def test_a_field_waiting_without_a_job_gets_one(stack: LocalStack) -> None:
     ids = seed_leads(stack, 1)
     new_column(stack, "lead", Column("new_region", "String", max_length=80))

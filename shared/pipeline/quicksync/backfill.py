@@ -2,9 +2,9 @@
 
 Contract: only records linked to Marketo are written (persons updated by Marketo id, one-way objects upserted on
 their link field), nulls included; then the column's baseline is saved on each link's ETag. A link saved by the
-live sync in between is re-read with its Dynamics record and pushed once more (up to :data:`SETTLE_ROUNDS`), so
-the value the live sync settled cannot be overwritten by the older one read here; if it keeps moving, the record
-is left to the live sync. Record-level failures become sync errors; a whole call that fails raises.
+live sync in between is re-read with its Dynamics record (up to :data:`SETTLE_ROUNDS`): still the value written
+here, only its baseline is saved; else it is pushed once more, so the value the live sync settled cannot be
+overwritten by the older one read here; if it keeps moving, the record is left to the live sync. Record-level failures become sync errors; a whole call that fails raises.
 
 Persons in pages of more than ``bulk_min`` records go through Marketo's bulk lead import instead of 300-record
 sync calls (:mod:`.bulk`): the job's pages are gathered into a group of up to :data:`GROUP_MAX_RECORDS` records
@@ -42,7 +42,8 @@ from shared.store.base import StateStore
 from shared.store.model import TO_MARKETO, Link, SyncErrorRecord
 
 SETTLE_ROUNDS = 2  # re-pushes of records whose link the live sync saved while this page was in flight
-GROUP_MAX_RECORDS = 200_000  # records of one bulk group: bounds memory, and the time one run holds the group
+GROUP_MAX_RECORDS = 250_000  # records of one bulk group: bounds memory (~60 bytes each), and the time one run
+# holds the group; 1M records are 4 groups of one import file each
 SAVE_CHUNK = 1200  # links re-read (and their baselines saved) at a time once a group is imported: a multiple of
 # 300, so the sync calls of a group written the ordinary way are full
 
@@ -57,6 +58,7 @@ class PageOutcome:
     filtered: int = 0  # linked, but its sync filter says No
     failed: int = 0
     conflicts: list[str] = field(default_factory=list)  # left to the live sync once the settle rounds are spent
+    written: dict[str, Any] = field(default_factory=dict)  # a conflict's value as this job wrote it, by its id
     next_link: str | None = None  # None: that was the last page
     pages: int = 1  # Dataverse pages this outcome covers (a bulk group holds many)
     waiting: bool = False  # bulk imports still open when the time budget ran out: nothing moved, resume later
@@ -66,10 +68,14 @@ def _key_order(group: ImportGroup) -> Iterator[array[int]]:
     """The group's places in the order of their link keys, :data:`SAVE_CHUNK` at a time. Dataverse pages come in
     its own GUID order, not the keys' text order: read in key order, each chunk of links is one dense run of keys,
     which Table Storage reads as a range in a few pages instead of a filter per 14 keys."""
-    ids = group.dynamics_ids
-    order = array("l", sorted(range(len(ids)), key=lambda at: ids[at].lower()))
+    order = group.dynamics_ids.key_order()
     for start in range(0, len(order), SAVE_CHUNK):
         yield order[start : start + SAVE_CHUNK]
+
+
+def _same(written: Any, current: Any) -> bool:
+    """The value this job wrote is the one Dynamics holds now (of the same type: ``1 == True`` is not enough)."""
+    return type(written) is type(current) and bool(written == current)
 
 
 def range_filter(modified_from: str | None, modified_to: str | None) -> str | None:
@@ -121,11 +127,29 @@ class Backfill:
             if not outcome.conflicts:
                 break
             again = self.dataverse.read_by_ids(self.entity.entity, outcome.conflicts, self._select)
-            retried = self._push(list(again.values()), moment)
+            retried = self._settle(list(again.values()), outcome.written, moment)
             outcome.done += retried.done
             outcome.unlinked += retried.unlinked + len(set(outcome.conflicts) - set(again))  # deleted meanwhile
             outcome.failed += retried.failed
-            outcome.conflicts = retried.conflicts
+            outcome.conflicts, outcome.written = retried.conflicts, retried.written
+        return outcome
+
+    def _settle(self, records: list[Record], written: dict[str, Any], moment: datetime) -> PageOutcome:
+        """A settle round: records whose link the live sync saved since this job read it. One whose Dynamics value
+        is still the one this job wrote needs no Marketo call: whatever the live sync wrote in between, the job's
+        write (or a later live one of the same value) left Marketo with it, so only its baseline is saved. The
+        others (the value moved meanwhile) are written again."""
+        outcome = PageOutcome()
+        rows = self._eligible(records, outcome, moment)
+        unchanged = [
+            (link, canonical)
+            for link, canonical, _ in rows
+            if link.dynamics_id in written and _same(written[link.dynamics_id], canonical)
+        ]
+        if unchanged:
+            self._save(unchanged, outcome)
+        kept = {id(link) for link, _ in unchanged}
+        self._write([row for row in rows if id(row[0]) not in kept], outcome, moment)
         return outcome
 
     @property
@@ -225,6 +249,7 @@ class Backfill:
                 link = current.get(rid.lower())
                 if link is None or link.etag != group.etags[at]:
                     outcome.conflicts.append(rid)  # saved (or deleted) since it was read: the live sync's
+                    outcome.written[rid] = group.values[at]
                     continue
                 written.append((link, group.values[at]))
             self._save(written, outcome)
@@ -270,6 +295,8 @@ class Backfill:
 
     def _write(self, rows: list[Row], outcome: PageOutcome, moment: datetime) -> None:
         """Sync calls of up to 300 records (persons by Marketo id, objects on their link field), then baselines."""
+        if not rows:
+            return
         entity, f = self.entity, self.field
         if entity.rule.two_way:
             bodies = [{"id": int(str(link.marketo_id)), f.marketo: wire} for link, _, wire in rows]
@@ -291,7 +318,10 @@ class Backfill:
         links = [replace(link, baseline={**link.baseline, self.field.dynamics: value}) for link, value in written]
         saved, conflicts = self.store.replace_links(self.entity.entity, links)
         outcome.done += len(saved)
-        outcome.conflicts += [link.dynamics_id for link in links if link.dynamics_id.lower() in conflicts]
+        for (link, value), saving in zip(written, links, strict=True):
+            if saving.dynamics_id.lower() in conflicts:
+                outcome.conflicts.append(link.dynamics_id)
+                outcome.written[link.dynamics_id] = value
 
     def _error(self, error: SyncErrorRecord) -> None:
         """Recorded as met by this Quick Sync, on its field."""

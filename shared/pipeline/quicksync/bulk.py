@@ -28,6 +28,7 @@ from shared.store.model import Link
 MAX_OPEN_JOBS = 2
 POLL_FIRST_SECONDS = 2.0
 POLL_MAX_SECONDS = 30.0
+PROGRESS_MARGIN = 1.05  # an import's rate from its progress so far, a little pessimistic: polled once, not twice
 SHARED_VALUES = 4096  # distinct values a group shares between its records (a tier, a country); past it, kept as read
 
 
@@ -39,17 +40,92 @@ class ImportResult:
     warned: dict[str, str]
 
 
+GUID_BYTES = 16
+
+
+def _guid_bytes(rid: str) -> bytes | None:
+    """A GUID in Dataverse's spelling (``8-4-4-4-12`` lower-case hex) as its 16 bytes; None for anything else."""
+    if len(rid) != 36 or rid[8] != "-" or rid[13] != "-" or rid[18] != "-" or rid[23] != "-" or rid != rid.lower():
+        return None
+    try:
+        packed = bytes.fromhex(rid.replace("-", ""))
+    except ValueError:
+        return None
+    return packed if len(packed) == GUID_BYTES else None
+
+
+class CompactIds:
+    """Dynamics ids kept as 16 bytes each when they are GUIDs in Dataverse's own spelling (lower case, hyphens:
+    ``str(UUID)`` gives them back exactly), any other spelling kept as it came. Ordered like their text: a GUID's
+    bytes sort as its lower-case hex does."""
+
+    def __init__(self) -> None:
+        self._guids = bytearray()
+        self._other: dict[int, str] = {}  # place -> an id not in that spelling (its 16 bytes left zero)
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def append(self, rid: str) -> None:
+        packed = _guid_bytes(rid)
+        if packed is None:
+            packed = bytes(GUID_BYTES)
+            self._other[self._count] = rid
+        self._guids += packed
+        self._count += 1
+
+    def __getitem__(self, at: int) -> str:
+        other = self._other.get(at)
+        if other is not None:
+            return other
+        h = self._guids[at * GUID_BYTES : (at + 1) * GUID_BYTES].hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+    def key_order(self) -> array[int]:
+        """Every place, in the order of the ids' lower-case text (the store's key order). GUIDs are sorted on a
+        64-bit number per place (their first 40 bits, then the place): a 1M group's order costs an array, not a
+        string per record; ids alike in those 40 bits keep their places' order (a range read spans a little more,
+        nothing else depends on the order)."""
+        if self._other or self._count >= 1 << 24:
+            return array("q", sorted(range(self._count), key=lambda at: self[at].lower()))
+        view, keys = memoryview(self._guids), array("Q")
+        for at in range(self._count):
+            keys.append(int.from_bytes(view[at * GUID_BYTES : at * GUID_BYTES + 5], "big") << 24 | at)
+        ordered = array("Q", sorted(keys))
+        return array("q", (key & 0xFFFFFF for key in ordered))
+
+
+class CompactEtags:
+    """ETags exactly as read, in one buffer (a link's ETag is unchanged only if it is byte for byte the same)."""
+
+    def __init__(self) -> None:
+        self._text = bytearray()
+        self._ends = array("q")
+
+    def append(self, etag: str | None) -> None:
+        self._text += b"\x00" if etag is None else etag.encode("utf-8")
+        self._ends.append(len(self._text) if etag is not None else -len(self._text))
+
+    def __getitem__(self, at: int) -> str | None:
+        end = self._ends[at]
+        if end < 0:
+            return None
+        start = abs(self._ends[at - 1]) if at else 0
+        return self._text[start:end].decode("utf-8")
+
+
 @dataclass
 class ImportGroup:
     """The records of one bulk group as they are read: their rows encoded into the import files at once, and per
-    record only what saving its baseline needs once Marketo imported it -- the Dynamics id, the link's ETag when
-    read (a link saved since is the live sync's: left to the settle rounds), the new baseline value (equal values
-    shared) and the Marketo id (how the failures file names it). Never the records or their links: a group's
-    memory is a few dozen bytes per record."""
+    record only what saving its baseline needs once Marketo imported it -- the Dynamics id (16 bytes), the link's
+    ETag when read (a link saved since is the live sync's: left to the settle rounds), the new baseline value
+    (equal values shared) and the Marketo id (how the failures file names it). Never the records or their links:
+    a group's memory is a few dozen bytes per record."""
 
     files: ImportFileBuilder
-    dynamics_ids: list[str] = field(default_factory=list)
-    etags: list[str | None] = field(default_factory=list)
+    dynamics_ids: CompactIds = field(default_factory=CompactIds)
+    etags: CompactEtags = field(default_factory=CompactEtags)
     values: list[Any] = field(default_factory=list)
     marketo_ids: array[int] = field(default_factory=lambda: array("q"))
     _shared: dict[tuple[type, Any], Any] = field(default_factory=dict)
@@ -110,39 +186,54 @@ def file_ids(content: bytes) -> list[str]:
 
 @dataclass
 class ImportPace:
-    """When an open import is worth polling: once one of this run's imports finished, the next are expected to
-    take as long per row (Marketo's speed varies by tenant and hour, so it is learned, not configured). A batch
-    still open at its expected time falls back to the doubling backoff; so does every batch before the first
-    finished one. This keeps a 1M-record Quick Sync's status polls near one per file instead of one per doubling."""
+    """When an open import is worth polling: once an import finished, the next are expected to take as long per
+    row (Marketo's speed varies by tenant and hour, so it is learned, not configured, and kept in the job from one
+    group of pages to the next). A batch still open at its expected time falls back to the doubling backoff; so
+    does every batch while nothing is learned yet. A batch's time counts from its submission: Marketo processes
+    two imports at once, and this product keeps no more open. This keeps a 1M-record Quick Sync's status polls near
+    one per file instead of one per doubling."""
 
     clock: Callable[[], float]
+    seconds_per_row: float | None = None
     rows: dict[int, int] = field(default_factory=dict)
     started: dict[int, float] = field(default_factory=dict)
     polled_late: set[int] = field(default_factory=set)
-    seconds_per_row: float | None = None
+    reported: dict[int, float] = field(default_factory=dict)  # when a batch's own progress says it will be done
 
     def submitted(self, batch: int, rows: int) -> None:
         self.rows[batch], self.started[batch] = max(rows, 1), self.clock()
 
+    def progress(self, batch: int, processed: int) -> None:
+        """An open batch reported ``processed`` rows done: it is expected done when the rest take as long per row
+        (with a margin of :data:`PROGRESS_MARGIN`), whatever was learned before."""
+        if processed <= 0 or batch not in self.started:
+            return
+        now = self.clock()
+        per_row = max(now - self.started[batch], 0.0) / processed
+        left = max(self.rows[batch] - processed, 0)
+        self.reported[batch] = now + left * per_row * PROGRESS_MARGIN + POLL_FIRST_SECONDS / 2
+        self.polled_late.discard(batch)
+
     def finished(self, batch: int) -> None:
-        if self.seconds_per_row is None and batch in self.started:
+        """``batch`` was seen finished: its time per row is the pace from here on (the latest is the best guess)."""
+        if batch in self.started:
             self.seconds_per_row = max(self.clock() - self.started[batch], 0.0) / self.rows[batch]
 
     def wait(self, open_batches: Sequence[int]) -> float | None:
-        """Seconds until the soonest open batch is expected done (at least :data:`POLL_FIRST_SECONDS`), or None
-        (nothing learned yet, or every open batch is past its expected time: back off)."""
-        if self.seconds_per_row is None:
+        """Seconds until the oldest open batch (the one the poll reads first) is expected done, at least
+        :data:`POLL_FIRST_SECONDS`: from its own progress when it reported some, else from the pace learned. None:
+        nothing to go by, or it is past its expected time (the caller backs off)."""
+        if not open_batches:
             return None
-        now, due = self.clock(), []
-        for batch in open_batches:
-            if batch in self.started and batch not in self.polled_late:
-                at = self.started[batch] + self.rows[batch] * self.seconds_per_row
-                if at <= now:
-                    self.polled_late.add(batch)  # polled once at its time: from here on, the backoff
-                due.append(at)
-        if not due:
-            return None
-        return min(max(min(due) - now, POLL_FIRST_SECONDS), POLL_MAX_SECONDS * 10)
+        batch, now = open_batches[0], self.clock()
+        at = self.reported.pop(batch, None)  # its own progress: one reading, one poll
+        if at is None:
+            if self.seconds_per_row is None or batch not in self.started or batch in self.polled_late:
+                return None
+            at = self.started[batch] + self.rows[batch] * self.seconds_per_row
+            if at <= now:
+                self.polled_late.add(batch)  # polled once at its time: from here on, the backoff
+        return min(max(at - now, POLL_FIRST_SECONDS), POLL_MAX_SECONDS * 10)
 
 
 @dataclass
@@ -192,7 +283,7 @@ class Importer:
     def _poll_all(self, files: Sequence[bytes]) -> list[ImportStatus] | None:
         batches = list(self.job.import_batches)
         done: dict[int, ImportStatus] = {}
-        pace = ImportPace(self.marketo.clock)
+        pace = ImportPace(self.marketo.clock, self.job.import_seconds_per_row)
         pause = POLL_FIRST_SECONDS
         while True:
             open_jobs = [b for b in batches if b not in done]
@@ -213,9 +304,11 @@ class Importer:
                     continue  # queued a moment ago: its first status is worth a call only after a wait
                 status = self.marketo.import_status(batch)
                 if not status.finished:
+                    pace.progress(batch, status.leads_processed + status.rows_failed)
                     break  # Marketo works a tenant's imports in the order they came: the later ones wait behind it
                 done[batch], finished = status, True
                 pace.finished(batch)
+                self.job.import_seconds_per_row = pace.seconds_per_row  # saved with the job's next checkpoint
             if len(done) == len(batches) and len(batches) >= len(files):
                 return [done[b] for b in batches]
             if finished and len(batches) < len(files):

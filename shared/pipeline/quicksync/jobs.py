@@ -79,6 +79,8 @@ class QuickSyncJob:
     import_pages: int = 0
     import_batches: list[int] = field(default_factory=list)
     import_digest: str | None = None
+    import_seconds_per_row: float | None = None  # what this job's last finished import took per row: the next
+    # groups' status polls are paced by it
     last_error: str | None = None
     notice: str | None = None
     kind: JobKind = JobKind.QUICK_SYNC
@@ -116,7 +118,7 @@ class QuickSyncJob:
         the progress reckoned from the counters: ``percent`` of ``records_total`` processed (read), the rate over
         the time the job has run, and the seconds left at that rate (null while unknown)."""
         doc = self.to_doc()
-        for internal in ("next_link", "import_digest", "ids", "in_flight"):
+        for internal in ("next_link", "import_digest", "import_seconds_per_row", "ids", "in_flight"):
             doc.pop(internal)
         doc["resumable"] = self.next_link is not None
         doc["records_processed"] = self.records_read
