@@ -18,7 +18,6 @@ import multiprocessing
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ import httpx
 
 from bench._quicksync_live import LiveEdits, percentile
 from bench.quicksync import CountingRows
+from local.loopback import free_port
 from shared.store.base import BATCH_LIMIT, LINKS, Write
 from shared.store.model import Link
 from shared.store.sqlite import sqlite_store
@@ -46,12 +46,6 @@ ID = "00000000-0000-4000-8000-{i:012x}"
 TIERS = [f"Tier {n}" for n in range(7)]
 LINK_FIELD = "dynamicsContactId"  # the contact's link field in config/mapping.json
 TOKEN = re.compile(rb"LV\d{8}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

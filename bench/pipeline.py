@@ -78,6 +78,9 @@ class Probe:
                 self.calls[kind] += 1
             if kind == "marketo_object":
                 self.calls[f"marketo_object:{entity}"] += 1
+                self.calls[
+                    f"marketo_object:{entity}:{'write' if request.method == 'POST' and 'delete' not in path else 'other'}"
+                ] += 1
             if request.method in ("POST", "PATCH") and kind in ("marketo_person", "marketo_object", "dataverse"):
                 for token in TOKEN.findall(request.content):
                     self.seen.setdefault(token, now)
@@ -237,6 +240,8 @@ def throughput(stack: LocalStack, probe: Probe, changes: Changes, n: int) -> lis
         edits = kinds[f"one_way:{entity}"]
         rows.append(per_300(f"  Marketo {label} calls ({edits:,} {entity} edits)",
                             calls[f"marketo_object:{entity}"], edits, 1))  # fmt: skip
+        written, other = calls[f"marketo_object:{entity}:write"], calls[f"marketo_object:{entity}:other"]
+        rows.append(("    of which upserts · other calls", f"{written:,} · {other:,}", "other: describe, reads"))
     rows += [
         ("  Marketo calls per 1,000", f"{(calls['marketo_person'] + calls['marketo_object']) * 1000 / n:.1f}",
          f"floor {1000 / 300:.1f} (ceil(n/300) per 1,000)"),

@@ -26,17 +26,12 @@ import json
 import math
 import os
 import resource
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -45,13 +40,12 @@ from azure.data.tables import TableServiceClient
 
 import function_app
 from bench.quicksync import FIELD, seed_linked
+from local.azurite import ROOT, azurite, installed
 from local.stack import IN_PROCESS_HOST, LocalStack
 from shared.store.base import StateStore
 from shared.store.sqlite import sqlite_store
 from shared.store.tables import TableRows, table_store
 
-ROOT = Path(__file__).resolve().parents[1]
-AZURITE = ROOT / "node_modules" / ".bin" / "azurite-table"
 MAX_TIMER_RUNS = 40
 
 
@@ -72,60 +66,6 @@ class RequestCount:
     def snapshot(self) -> Counter[str]:
         with self.lock:
             return Counter(self.kinds)
-
-
-@dataclass
-class Azurite:
-    """Azurite's table service on a free loopback port, in memory, for one benchmark run."""
-
-    process: subprocess.Popen[bytes]
-    endpoint: str
-    workdir: str
-
-    def cpu_seconds(self) -> float:
-        """User and system CPU of the Azurite process (node) so far."""
-        with open(f"/proc/{self.process.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def azurite() -> Iterator[Azurite]:
-    node = shutil.which("node")
-    if not AZURITE.exists() or node is None:
-        raise SystemExit("Azurite is not installed: run `npm install` (make test does) first")
-    port, workdir = _free_port(), tempfile.mkdtemp(prefix="bench-azurite-")
-    arguments = ["--inMemoryPersistence", "--silent", "--skipApiVersionCheck", "--disableProductStyleUrl"]
-    arguments += ["--disableTelemetry", "--tableHost", "127.0.0.1", "--tablePort", str(port)]
-    process = subprocess.Popen(  # noqa: S603 - the repository's own Azurite and fixed arguments
-        [node, str(AZURITE), *arguments], cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"Azurite exited: {process.stderr.read().decode() if process.stderr else ''}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("Azurite did not start within 30 s") from None
-                time.sleep(0.05)
-        yield Azurite(process, f"http://127.0.0.1:{port}/devstoreaccount1", workdir)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _cpu() -> float:
@@ -251,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-minutes", type=float, default=20.0, help="the Quick Sync's time on each store")
     args = parser.parse_args(argv)
     n = args.persons
+    if not installed():
+        raise SystemExit("Azurite is not installed: run `npm install` (`make test` does) first")
     with azurite() as service:
         count = RequestCount()
         development = TableServiceClient.from_connection_string("UseDevelopmentStorage=true")

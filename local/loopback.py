@@ -57,6 +57,15 @@ _Request = socket.socket | tuple[bytes, socket.socket]  # what socketserver hand
 log = logging.getLogger("local.loopback")
 
 MiB = 1024 * 1024
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface nothing listens on (at the time of asking)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")

@@ -10,12 +10,22 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", populate_by_name=True)
+
+    @field_validator("dataverse_budget", "marketo_budget", mode="before")
+    @classmethod
+    def _budget_mode(cls, value: object) -> object:
+        """``shared`` or ``process`` for both budgets (any case); ``local``, the first spelling of
+        ``DATAVERSE_BUDGET``'s per-process mode, is still read as ``process``."""
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return "process" if value == "local" else value
+        return value
 
     # --- Which services the product talks to -------------------------------------------------------------
     target: Literal["simulated", "live"] = Field(
@@ -40,7 +50,7 @@ class Settings(BaseSettings):
         default=16, ge=1, le=52, validation_alias=AliasChoices("DATAVERSE_MAX_CONCURRENCY")
     )
     # The shared budget (docs/budgets.md): Dataverse's per-user service protection limits, drawn from the store.
-    dataverse_budget: Literal["shared", "local"] = Field(
+    dataverse_budget: Literal["shared", "process"] = Field(
         default="shared", validation_alias=AliasChoices("DATAVERSE_BUDGET")
     )
     dataverse_requests_per_5min: int = Field(

@@ -101,6 +101,9 @@ class Rows(Protocol):
         ...
 
 
+REPLACE_ROUNDS = 3  # batch rounds of replace_links that leave the moved rows out before it goes row by row
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -164,8 +167,9 @@ class StateStore:
     def replace_links(self, entity: str, links: Sequence[Link]) -> tuple[dict[str, Link], set[str]]:
         """Replace existing links of one entity on their ETags, in batch transactions of up to
         :data:`BATCH_LIMIT` (a backfill's new baselines, a reconcile's write intents: the Marketo ids do not
-        change, so the index is left alone). A chunk that meets a moved row is retried row by row, still without the index. Returns the saved
-        links by Dynamics id, and the ids whose row had changed meanwhile (not saved: left to the caller)."""
+        change, so the index is left alone). A chunk that meets a moved row is sent again without it
+        (:meth:`_replace_unmoved`), still without the index. Returns the saved links by Dynamics id, and the ids whose
+        row had changed meanwhile (not saved: left to the caller)."""
         saved: dict[str, Link] = {}
         conflicts: set[str] = set()
         for start in range(0, len(links), BATCH_LIMIT):
@@ -174,21 +178,36 @@ class StateStore:
             writes = [
                 Write("replace", link.dynamics_id.lower(), docs[link.dynamics_id.lower()], link.etag) for link in chunk
             ]
-            try:
-                etags: Mapping[str, str | None] = self.rows.write_many(LINKS, entity, writes)
-            except Conflict:  # the chunk changed nothing: find the rows that moved one by one
-                etags = {}
-                for link in chunk:
-                    key = link.dynamics_id.lower()
-                    try:
-                        etags[key] = self.rows.replace(LINKS, entity, key, docs[key], str(link.etag))
-                    except Conflict:
-                        conflicts.add(key)
+            etags = self._replace_unmoved(entity, writes, conflicts)
             for link in chunk:
                 key = link.dynamics_id.lower()
                 if key in etags:
                     saved[key] = replace(link, dynamics_id=key, etag=etags[key])
         return saved, conflicts
+
+    def _replace_unmoved(self, entity: str, writes: list[Write], conflicts: set[str]) -> Mapping[str, str | None]:
+        """One batch of link replaces; when a row moved meanwhile (the batch changed nothing), the batch's rows
+        are read again in one request, the moved ones left out (``conflicts``) and the rest sent again -- two
+        requests for a row the live sync saved, not one per row. After :data:`REPLACE_ROUNDS` such rounds (the rows
+        keep moving) the rest go row by row."""
+        for _ in range(REPLACE_ROUNDS):
+            if not writes:
+                return {}
+            try:
+                return self.rows.write_many(LINKS, entity, writes)
+            except Conflict:
+                current = self.rows.get_many(LINKS, entity, [w.rk for w in writes])
+                moved = {w.rk for w in writes if w.rk not in current or current[w.rk].etag != w.etag}
+                conflicts.update(moved)
+                writes = [w for w in writes if w.rk not in moved]
+        etags: dict[str, str | None] = {}
+        for write in writes:
+            assert write.doc is not None  # a replace carries its document
+            try:
+                etags[write.rk] = self.rows.replace(LINKS, entity, write.rk, write.doc, str(write.etag))
+            except Conflict:
+                conflicts.add(write.rk)
+        return etags
 
     def save_link(self, link: Link) -> Link:
         """Create (``etag`` None) or conditionally replace a link; keeps the Marketo-id index in step."""

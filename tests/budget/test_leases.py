@@ -12,7 +12,7 @@ from shared.marketo.budget import BudgetLimits
 from shared.marketo.limiter import RateLimiter
 from shared.store.budget import StoreLedger
 from shared.store.sqlite import SqliteRows
-from tests.marketo.test_shared_budget import densest, hammer, most_at_once
+from tests.budget.callers import densest, hammer, most_at_once
 from tests.marketo_harness import FakeClock
 
 LIMITS = BudgetLimits(headroom=0.0, skew=0.0)  # Marketo's 100 calls per 20 s, 10 at once

@@ -5,9 +5,7 @@ the backfill lane leaves the live share; execution time counts; a store outage f
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +23,8 @@ from shared.errors import RetryLater
 from shared.marketo.limiter import RateLimiter
 from shared.store.budget import StoreLedger
 from shared.store.sqlite import SqliteRows
+from tests.budget.callers import calls_for, densest, in_processes, most_at_once
 from tests.dataverse.conftest import Env
-from tests.marketo.test_shared_budget import densest, most_at_once
 
 SMALL = DataverseLimits(calls_per_window=60, max_concurrency=3, skew=0.0)  # the 5-minute window, scaled-down counts
 
@@ -217,39 +215,13 @@ def _worker(path: str, window: float, seconds: float, out: Any) -> None:
                              use_seconds=0.5, call_timeout=1.0)  # fmt: skip
     ledger = StoreLedger(SqliteRows(path), limits, name="dataverse")
     limiter = LaneLimiter(ledger, Lane.LIVE, fallback=RateLimiter(), max_chunk=4, max_lease=30, service="Dataverse")
-    spans: list[tuple[float, float]] = []
-    lock = threading.Lock()
-    stop = time.time() + seconds
-
-    def work() -> None:
-        while time.time() < stop:
-            with limiter.slot():
-                start = time.time()
-                time.sleep(0.002)
-                end = time.time()
-            with lock:
-                spans.append((start, end))
-
-    threads = [threading.Thread(target=work) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    out.put((spans, limiter.fallbacks, ledger.requests))
+    out.put((calls_for(limiter, seconds), limiter.fallbacks, ledger.requests))
 
 
 def _processes(path: Path, k: int, window: float, seconds: float) -> Iterator[tuple[list[tuple[float, float]], int]]:
-    context = multiprocessing.get_context("spawn")
-    out = context.Queue()
-    procs = [context.Process(target=_worker, args=(str(path), window, seconds, out)) for _ in range(k)]
-    for proc in procs:
-        proc.start()
-    for _ in procs:
-        spans, fallbacks, requests = out.get(timeout=60)
+    for spans, fallbacks, requests in in_processes(_worker, (str(path), window, seconds), k):
         assert fallbacks == 0
         yield spans, requests
-    for proc in procs:
-        proc.join(timeout=30)
 
 
 def test_processes_sharing_one_store_never_pass_the_limits_and_one_alone_reaches_them(tmp_path: Path) -> None:

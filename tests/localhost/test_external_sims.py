@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,19 +19,13 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from local.loopback import free_port
 from local.simulators.persistence import build, marketo_state, snapshot
 from local.tenants import provision
 
 ROOT = Path(__file__).parents[2]
 DEADLINE = 30.0  # generous: two cold Python starts on a loaded 2-core machine
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def until(what: str, check: Callable[[], T | None], deadline: float = DEADLINE) -> T:

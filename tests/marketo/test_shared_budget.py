@@ -19,6 +19,7 @@ from shared.marketo.lanes import DAILY_RESERVE, LaneLimiter
 from shared.marketo.limiter import RateLimiter
 from shared.store.budget import StoreLedger
 from shared.store.sqlite import SqliteRows
+from tests.budget.callers import calls_for, densest, hammer, in_processes, most_at_once
 from tests.marketo_harness import FakeClock, marketo_harness
 
 LIMITS = BudgetLimits(headroom=0.0, skew=0.0)  # 100 calls per 20 s, 10 concurrent, 30 % kept for live
@@ -27,25 +28,6 @@ LIMITS = BudgetLimits(headroom=0.0, skew=0.0)  # 100 calls per 20 s, 10 concurre
 def lane(ledger: StoreLedger, which: Lane, clock: FakeClock, **options: object) -> LaneLimiter:
     fallback = RateLimiter(clock=clock.time, sleep=clock.sleep)
     return LaneLimiter(ledger, which, fallback=fallback, clock=clock.time, sleep=clock.sleep, **options)  # type: ignore[arg-type]
-
-
-def densest(stamps: list[float], window: float) -> int:
-    stamps = sorted(stamps)
-    best, start = 0, 0
-    for end, stamp in enumerate(stamps):
-        while stamps[start] <= stamp - window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
-def most_at_once(spans: list[tuple[float, float]]) -> int:
-    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans], key=lambda ev: (ev[0], ev[1]))
-    level = peak = 0
-    for _, step in events:
-        level += step
-        peak = max(peak, level)
-    return peak
 
 
 # --- the rules, as values ---------------------------------------------------------------------------------------
@@ -100,33 +82,6 @@ def test_a_grant_stamped_in_the_future_is_dropped() -> None:
 # --- one store, many holders and threads ---------------------------------------------------------------------------
 
 
-def hammer(
-    holders: list[LaneLimiter], clock: FakeClock, *, threads: int, seconds: float, join_timeout: float
-) -> list[tuple[float, float, Lane]]:
-    """``threads`` threads spread over ``holders`` make 10 ms calls through them for ``seconds`` of the fake
-    clock; each call's start, end and lane. Fails if a thread is still stuck after ``join_timeout`` real seconds."""
-    spans: list[tuple[float, float, Lane]] = []
-    lock = threading.Lock()
-    stop = clock.time() + seconds
-
-    def work(limiter: LaneLimiter) -> None:
-        while clock.time() < stop:
-            with limiter.slot():
-                start = clock.time()
-                clock.advance(0.01)
-                end = clock.time()
-            with lock:
-                spans.append((start, end, limiter.lane))
-
-    workers = [threading.Thread(target=work, args=(holders[n % len(holders)],)) for n in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=join_timeout)
-    assert not any(w.is_alive() for w in workers)
-    return spans
-
-
 def test_threads_of_many_holders_never_pass_the_ceiling_and_fill_it(tmp_path: Path) -> None:
     clock = FakeClock()
     path = tmp_path / "state.sqlite3"
@@ -145,40 +100,14 @@ def _worker(path: str, window: float, seconds: float, out: multiprocessing.Queue
     limits = BudgetLimits(calls_per_window=40, window=window, headroom=0.0, skew=0.0, use_seconds=0.5,
                           call_timeout=1.0)  # fmt: skip
     limiter = LaneLimiter(StoreLedger(SqliteRows(path), limits), Lane.LIVE, fallback=RateLimiter())
-    spans: list[tuple[float, float]] = []
-    lock = threading.Lock()
-    stop = time.time() + seconds
-
-    def work() -> None:
-        while time.time() < stop:
-            with limiter.slot():
-                start = time.time()
-                time.sleep(0.002)
-                end = time.time()
-            with lock:
-                spans.append((start, end))
-
-    threads = [threading.Thread(target=work) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    out.put((spans, limiter.fallbacks))
+    out.put((calls_for(limiter, seconds), limiter.fallbacks))
 
 
 def _run_processes(path: Path, k: int, window: float, seconds: float) -> list[tuple[float, float]]:
-    context = multiprocessing.get_context("spawn")
-    out = context.Queue()
-    procs = [context.Process(target=_worker, args=(str(path), window, seconds, out)) for _ in range(k)]
-    for proc in procs:
-        proc.start()
     spans: list[tuple[float, float]] = []
-    for _ in procs:
-        got, fallbacks = out.get(timeout=60)
+    for got, fallbacks in in_processes(_worker, (str(path), window, seconds), k):
         assert fallbacks == 0
         spans += got
-    for proc in procs:
-        proc.join(timeout=30)
     return spans
 
 

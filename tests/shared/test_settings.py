@@ -57,3 +57,17 @@ def test_a_bad_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MARKETO_CALLS_PER_20S", "500")
     with pytest.raises(ValueError, match="MARKETO_CALLS_PER_20S"):
         Settings()
+
+
+@pytest.mark.parametrize(("raw", "mode"), [("shared", "shared"), ("process", "process"), ("Local", "process")])
+def test_both_budgets_take_the_same_modes(monkeypatch: pytest.MonkeyPatch, raw: str, mode: str) -> None:
+    monkeypatch.setenv("DATAVERSE_BUDGET", raw)
+    monkeypatch.setenv("MARKETO_BUDGET", raw)
+    settings = Settings()
+    assert (settings.dataverse_budget, settings.marketo_budget) == (mode, mode)
+
+
+def test_an_unknown_budget_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MARKETO_BUDGET", "everyone")
+    with pytest.raises(ValueError, match=r"marketo_budget|MARKETO_BUDGET"):
+        Settings()

@@ -8,7 +8,7 @@ from shared.marketo.lanes import LaneLimiter
 from shared.marketo.limiter import RateLimiter
 from shared.store.base import StateStore
 from shared.store.budget import StoreLedger
-from tests.marketo.test_shared_budget import densest, hammer, most_at_once
+from tests.budget.callers import densest, hammer, most_at_once
 from tests.marketo_harness import FakeClock
 
 LIMITS = BudgetLimits(calls_per_window=40, headroom=0.0, max_concurrency=6, skew=0.0)

@@ -47,3 +47,24 @@ def test_a_link_saved_meanwhile_is_reported_and_the_rest_of_its_transaction_save
     assert row.doc["baseline"] == {"name": "live"}
     others = store.get_links("contact", [link.dynamics_id for link in links if link is not links[5]])
     assert all(link.baseline["new_tier"] == "T" for link in others.values())
+
+
+def test_a_moved_row_costs_a_read_and_a_second_transaction_not_a_write_per_row(store: StateStore) -> None:
+    links = _linked(store, 100)
+    store.save_link(replace(links[7], baseline={"name": "live"}))  # the live sync saved it meanwhile
+    calls: list[str] = []
+    rows = store.rows
+
+    class Counting:
+        def __getattr__(self, name: str) -> object:
+            calls.append(name)
+            return getattr(rows, name)
+
+    store.rows = Counting()  # type: ignore[assignment]
+    try:
+        saved, conflicts = store.replace_links("contact", [replace(link, baseline={"x": 1}) for link in links])
+    finally:
+        store.rows = rows
+    assert conflicts == {links[7].dynamics_id}
+    assert len(saved) == 99
+    assert calls == ["write_many", "get_many", "write_many"]
