@@ -32,7 +32,7 @@ class ImportFileBuilder:
         self.header = self._encode([str(c) for c in columns])
         self.rows = 0
         self._files: list[bytes] = []
-        self._current = bytearray()
+        self._current = bytearray(self.header)  # the file being filled, its header first
 
     def _encode(self, values: Sequence[str]) -> bytes:
         self._buffer.seek(0)
@@ -45,15 +45,19 @@ class ImportFileBuilder:
         row = self._encode([_cell(value) for value in values])
         if len(self.header) + len(row) > self.max_bytes:
             raise ValueError(f"import row {self.rows} is {len(row)} bytes: too large for any import file")
-        if self._current and len(self.header) + len(self._current) + len(row) > self.max_bytes:
-            self._files.append(self.header + bytes(self._current))
-            self._current = bytearray()
+        if len(self._current) > len(self.header) and len(self._current) + len(row) > self.max_bytes:
+            self._files.append(bytes(self._current))
+            self._current = bytearray(self.header)
         self._current += row
         self.rows += 1
 
     def files(self) -> list[bytes]:
-        """The files of every row added so far (none without rows)."""
-        return [*self._files, self.header + bytes(self._current)] if self._current else list(self._files)
+        """The files of every row added so far (none without rows). The file being filled is closed: rows added
+        afterwards start a new one."""
+        if len(self._current) > len(self.header):
+            self._files.append(bytes(self._current))
+            self._current = bytearray(self.header)
+        return list(self._files)
 
 
 def import_files(

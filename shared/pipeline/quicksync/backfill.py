@@ -42,8 +42,8 @@ from shared.store.base import StateStore
 from shared.store.model import TO_MARKETO, Link, SyncErrorRecord
 
 SETTLE_ROUNDS = 2  # re-pushes of records whose link the live sync saved while this page was in flight
-GROUP_MAX_RECORDS = 250_000  # records of one bulk group: bounds memory (~60 bytes each), and the time one run
-# holds the group; 1M records are 4 groups of one import file each
+GROUP_MAX_RECORDS = 200_000  # records of one bulk group: bounds memory (~65 bytes each), and the time one run
+# holds the group; 1M records are 5 groups of one import file each
 SAVE_CHUNK = 1200  # links re-read (and their baselines saved) at a time once a group is imported: a multiple of
 # 300, so the sync calls of a group written the ordinary way are full
 
@@ -68,9 +68,14 @@ def _key_order(group: ImportGroup) -> Iterator[array[int]]:
     """The group's places in the order of their link keys, :data:`SAVE_CHUNK` at a time. Dataverse pages come in
     its own GUID order, not the keys' text order: read in key order, each chunk of links is one dense run of keys,
     which Table Storage reads as a range in a few pages instead of a filter per 14 keys."""
-    order = group.dynamics_ids.key_order()
-    for start in range(0, len(order), SAVE_CHUNK):
-        yield order[start : start + SAVE_CHUNK]
+    chunk = array("q")
+    for at in group.dynamics_ids.key_order():
+        chunk.append(at)
+        if len(chunk) == SAVE_CHUNK:
+            yield chunk
+            chunk = array("q")
+    if chunk:
+        yield chunk
 
 
 def _same(written: Any, current: Any) -> bool:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import heapq
 import io
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,7 @@ class ImportResult:
 
 
 GUID_BYTES = 16
+RUN = 8192  # places sorted at a time as a group fills (see CompactIds)
 
 
 def _guid_bytes(rid: str) -> bytes | None:
@@ -56,13 +58,16 @@ def _guid_bytes(rid: str) -> bytes | None:
 
 class CompactIds:
     """Dynamics ids kept as 16 bytes each when they are GUIDs in Dataverse's own spelling (lower case, hyphens:
-    ``str(UUID)`` gives them back exactly), any other spelling kept as it came. Ordered like their text: a GUID's
-    bytes sort as its lower-case hex does."""
+    the text comes back exactly), any other spelling kept as it came. Their key order (the store's: lower-case
+    text, which a GUID's bytes sort as) is kept as sorted runs of :data:`RUN` places, sorted as each run fills
+    and merged when asked: a 1M group's order costs 8 bytes a record, never a list of them all."""
 
     def __init__(self) -> None:
         self._guids = bytearray()
         self._other: dict[int, str] = {}  # place -> an id not in that spelling (its 16 bytes left zero)
         self._count = 0
+        self._sorted = array("q")  # the places of each closed run, in key order within the run
+        self._runs: list[int] = [0]  # where each run starts in ``_sorted`` (and so in the places)
 
     def __len__(self) -> int:
         return self._count
@@ -74,6 +79,8 @@ class CompactIds:
             self._other[self._count] = rid
         self._guids += packed
         self._count += 1
+        if self._count - self._runs[-1] >= RUN:
+            self._close_run()
 
     def __getitem__(self, at: int) -> str:
         other = self._other.get(at)
@@ -82,18 +89,28 @@ class CompactIds:
         h = self._guids[at * GUID_BYTES : (at + 1) * GUID_BYTES].hex()
         return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
-    def key_order(self) -> array[int]:
-        """Every place, in the order of the ids' lower-case text (the store's key order). GUIDs are sorted on a
-        64-bit number per place (their first 40 bits, then the place): a 1M group's order costs an array, not a
-        string per record; ids alike in those 40 bits keep their places' order (a range read spans a little more,
-        nothing else depends on the order)."""
-        if self._other or self._count >= 1 << 24:
-            return array("q", sorted(range(self._count), key=lambda at: self[at].lower()))
-        view, keys = memoryview(self._guids), array("Q")
-        for at in range(self._count):
-            keys.append(int.from_bytes(view[at * GUID_BYTES : at * GUID_BYTES + 5], "big") << 24 | at)
-        ordered = array("Q", sorted(keys))
-        return array("q", (key & 0xFFFFFF for key in ordered))
+    def _key(self, at: int) -> bytes | str:
+        if self._other:
+            return self[at].lower()
+        return bytes(self._guids[at * GUID_BYTES : (at + 1) * GUID_BYTES])
+
+    def _close_run(self) -> None:
+        start = self._runs[-1]
+        self._sorted.extend(sorted(range(start, self._count), key=self._key))
+        self._runs.append(self._count)
+
+    def key_order(self) -> Iterator[int]:
+        """Every place, in the order of the ids' lower-case text."""
+        if self._count > self._runs[-1]:
+            self._close_run()
+        # Runs closed before an id of another spelling came hold GUIDs only: their bytes order is their text order,
+        # so one merge on the text holds for every run.
+        bounds = list(zip(self._runs, self._runs[1:], strict=False))
+        yield from heapq.merge(*(self._run(a, b) for a, b in bounds), key=self._key)
+
+    def _run(self, start: int, end: int) -> Iterator[int]:
+        for i in range(start, end):
+            yield self._sorted[i]
 
 
 class CompactEtags:
