@@ -171,7 +171,7 @@ class FieldMapping(BaseModel):
         """The name a ``$select`` reads the column by: a lookup as ``_<column>_value``, the Web API's rule."""
         return f"_{self.dynamics}_value" if self.type is FieldType.LOOKUP else self.dynamics
 
-    @property
+    @cached_property
     def to_dynamics_allowed(self) -> bool:
         """Lookups and one-way fields never write to Dynamics."""
         return self.flow is not FieldFlow.TO_MARKETO and self.type is not FieldType.LOOKUP
