@@ -193,24 +193,46 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def lost(stack: LocalStack, population: Population) -> int:
-    """Records whose mapped fields differ between Dynamics and Marketo after the queue drained."""
+    """Records whose mapped fields differ between Dynamics and Marketo after the queue drained. The first few are
+    printed with their link, pending mark and sync errors, and the queue's dead letters and open marks are counted,
+    so a mismatch can be told apart from work the safety nets (off in this benchmark) would still pick up."""
     mapping = stack.services.mapping
     dv = stack.services.dataverse
-    mismatched = 0
+    store = stack.services.store
+    mk = stack.tenants.marketo  # type: ignore[union-attr]
+    mismatched: list[str] = []
     for entity, ids in (("lead", population.leads), ("contact", population.contacts)):
         m = mapping.get(entity)
         records = dv.read_by_ids(entity, ids, dataverse_select(m))
-        links = stack.services.store.get_links(entity, ids)
-        mk = stack.tenants.marketo  # type: ignore[union-attr]
+        links = store.get_links(entity, ids)
         for rid, record in records.items():
             link = links.get(rid)
             person = mk.lead(int(link.marketo_id)) if link and link.marketo_id else None
-            if person is None:
-                mismatched += 1
+            if link is None or person is None:
+                mismatched.append(f"{entity} {rid}: no linked Marketo person (link {link})")
                 continue
-            if read_dynamics_record(m.fields, record.values) != read_marketo_record(m.fields, person):
-                mismatched += 1
-    return mismatched
+            ours, theirs = read_dynamics_record(m.fields, record.values), read_marketo_record(m.fields, person)
+            if ours != theirs:
+                differ = {
+                    k: (ours.get(k), theirs.get(k)) for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k)
+                }
+                mismatched.append(
+                    f"{entity} {rid} (person {link.marketo_id}): dynamics/marketo {differ}; baseline "
+                    f"{ {k: link.baseline.get(k) for k in differ} }; intent {link.intent}; synced {link.synced_at}"
+                )
+    if mismatched:
+        marks = list(store.pending.all())
+        queue = stack.broker.queue(stack.settings.changes_queue)
+        print(
+            f"out of step: {len(mismatched)}; open pending marks {len(marks)}; dead letters {len(queue.dead_letters)}"
+        )
+        for line in mismatched[:10]:
+            print("  " + line)
+        for mark in marks[:10]:
+            print(f"  mark {mark}")
+        for error in store.list_errors(limit=10):
+            print(f"  error {error}")
+    return len(mismatched)
 
 
 def throughput(stack: LocalStack, probe: Probe, changes: Changes, n: int) -> list[tuple[str, str, str]]:
