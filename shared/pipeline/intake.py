@@ -7,6 +7,8 @@ queue triggers only parse, call and answer.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -84,13 +86,24 @@ def from_marketo_webhook(payload: Any) -> Notification:
     if not isinstance(payload, Mapping):
         raise InvalidRequest("body must be a JSON object with a 'leadId'", code="bad-payload", field="body")
     lead_id = _lead_id(payload.get("leadId", payload.get("id")))
-    marketo_changes(payload)
+    changes = marketo_changes(payload)
     stamp = _stamp(payload)
     return Notification(
         source=Source.MARKETO_WEBHOOK,
         marketo_id=lead_id,
-        dedupe_key=f"{lead_id}:{stamp}" if stamp else None,
+        dedupe_key=_webhook_key(lead_id, stamp, changes) if stamp else None,
     )
+
+
+def _webhook_key(lead_id: str, stamp: str, changes: list[tuple[str, MarketoValue]] | None) -> str:
+    """What makes two deliveries the same Marketo change: the lead, the trigger's time stamp and the changed
+    values. A date token has whole seconds, so two edits of one lead within a second share a stamp; their
+    ``changes`` tell them apart (else duplicate detection would drop the second, and its change would wait for
+    the sweep). A copy Marketo sends again carries the same body, so it stays a duplicate."""
+    if not changes:
+        return f"{lead_id}:{stamp}"
+    digest = hashlib.sha256(json.dumps(changes, separators=(",", ":")).encode()).hexdigest()[:16]
+    return f"{lead_id}:{stamp}:{digest}"
 
 
 def _lead_id(raw: object) -> str:

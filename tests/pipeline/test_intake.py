@@ -109,6 +109,24 @@ def test_a_bad_lead_id_is_named_not_repeated() -> None:
     assert "sneaky" not in str(refused.value)
 
 
+def test_two_edits_of_a_lead_within_one_second_are_two_messages_and_a_resent_copy_is_one() -> None:
+    """A date token has whole seconds: the changed values tell two edits apart, so duplicate detection drops
+    only a copy of the same call."""
+
+    def call(title: str) -> dict[str, object]:
+        return {
+            "leadId": 7,
+            "changedAt": "2026-12-02 10:15:00",
+            "changes": [{"field": "title", "newValue": title, "oldValue": "Engineer"}],
+        }
+
+    first, second = from_marketo_webhook(call("CTO")), from_marketo_webhook(call("CEO"))
+    assert first.message_id != second.message_id
+    assert from_marketo_webhook(call("CTO")).message_id == first.message_id
+    unnamed = {"leadId": 7, "changedAt": "2026-12-02 10:15:00"}
+    assert from_marketo_webhook(unnamed).message_id == from_marketo_webhook(dict(unnamed)).message_id
+
+
 def test_notifications_round_trip_through_the_queue_body() -> None:
     note = Notification(source=Source.DATAVERSE_CATCHUP, entity="lead", dynamics_id="abc", dedupe_key="v1")
     again = parse_notification(note.to_body())
