@@ -24,50 +24,24 @@ out-of-order notifications converge to the same state.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
-from enum import StrEnum
-from typing import Any, Final, NamedTuple, cast
+from typing import Final, NamedTuple, cast
 
+from shared.core.decision import Action, Decision, FieldDecision, Reason, RecordAction, RecordState, Trigger
 from shared.core.entities import MarketoObject, Side
 from shared.core.mapping import EntityMapping, FieldMapping, FieldState, FieldWinner
 from shared.core.values import Canonical, ConversionError, to_dynamics, to_marketo
 
-
-class Action(StrEnum):
-    NONE = "none"
-    WRITE_MARKETO = "write_marketo"
-    WRITE_DYNAMICS = "write_dynamics"
-    ERROR = "error"
-
-
-class Reason(StrEnum):
-    IN_SYNC = "both sides hold the same value"
-    ECHO = "the change was the sync's own write: not echoed back"
-    NOT_READ = "the value was not read from both sides: nothing decided"
-    FIELD_BROKEN = "the mapping is broken (column deleted or unreadable): skipped, other fields go on"
-    CHANGED_IN_DYNAMICS = "changed in Dynamics only"
-    CHANGED_IN_MARKETO = "changed in Marketo only"
-    ONE_WAY_OVERWRITE = "changed in Marketo, but it syncs Dynamics -> Marketo only: the Dynamics value is restored"
-    ONE_WAY_UNREADABLE = (
-        "Marketo holds a value this field cannot take, but it syncs Dynamics -> Marketo only: the Dynamics value "
-        "is restored"
-    )
-    COLLISION_LEAD = "changed on both sides: Marketo wins for leads"
-    COLLISION_CONTACT = "changed on both sides: Dynamics wins for contacts"
-    COLLISION_ONE_WAY = "changed on both sides: Dynamics always wins for one-way entities and fields"
-    COLLISION_FIELD_DYNAMICS = "changed on both sides: Dynamics wins for this field (its own rule)"
-    COLLISION_FIELD_MARKETO = "changed on both sides: Marketo wins for this field (its own rule)"
-    COLLISION_LATEST = "changed on both sides: the side modified last wins for this field (its own rule)"
-    MARKETO_OWNED = "Marketo owns this field: its value is copied to Dynamics"
-    MARKETO_OWNED_RESTORE = "changed in Dynamics, but Marketo owns this field: the Marketo value is restored"
-    FIRST_SYNC_FILL = "first sync of this field: only one side has a value"
-    FIRST_SYNC_ONE_WAY = "first sync of this field: the Dynamics value is copied to Marketo"
-    QUICK_SYNC = "Quick Sync: the new field is refreshed from Dynamics"
-    CREATE = "no Marketo record is linked: created from Dynamics"
-    REFRESH = "unchanged, re-sent with the record so a Marketo-side edit is overwritten (Dynamics wins)"
-    CONVERSION_FAILED = "the value cannot be converted"
-
+__all__ = [
+    "Action",
+    "Decision",
+    "FieldDecision",
+    "Reason",
+    "RecordAction",
+    "RecordState",
+    "Trigger",
+    "decide",
+    "decide_one_way",
+]
 
 # Python 3.11 reads an enum member through its metaclass's ``__getattr__`` hook, at ~150 ns a time, more than
 # most steps of a field's decision: the per-field paths below use these names, bound once.
@@ -78,109 +52,7 @@ _CONVERSION_FAILED, _REFRESH = Reason.CONVERSION_FAILED, Reason.REFRESH
 _DYNAMICS, _MARKETO = Side.DYNAMICS, Side.MARKETO
 
 
-class RecordAction(StrEnum):
-    SYNC = "sync"
-    CREATE_IN_MARKETO = "create_in_marketo"
-    UPSERT_IN_MARKETO = "upsert_in_marketo"
-    SKIP_FILTERED = "skip_filtered"
-    FLAG_DELETED = "flag_deleted_in_marketo"
-    KEEP_DELETED = "keep_after_dynamics_delete"
-    IGNORE_UNLINKED = "ignore_unlinked_marketo_record"
-    NOTHING = "nothing"
-
-
-class Trigger(NamedTuple):
-    """What woke the decision: which side changed, and whether the change was the sync's own write."""
-
-    side: Side
-    by_sync: bool = False
-
-
-class FieldDecision(NamedTuple):
-    """One field's outcome. ``value`` is the canonical value both sides agree on after the write."""
-
-    field: str
-    action: Action
-    reason: Reason
-    value: Canonical = None
-    wire: Any = None  # the value in the target system's encoding, when there is a write
-    winner: Side | None = None  # set on collisions
-    error: ConversionError | None = None
-
-    def describe(self) -> str:
-        text = f"{self.field}: {self.action.value} ({self.reason.value})"
-        return f"{text}: {self.error.reason}" if self.error else text
-
-
 _MISSING: Final = object()
-
-
-@dataclass(frozen=True, slots=True)
-class RecordState:
-    """Everything a decision needs about one record, values keyed by Dynamics column, canonical.
-
-    ``dynamics``/``marketo`` are None when the record does not exist on that side. ``baseline`` holds the
-    values both sides agreed on at the last sync (empty before the first one).
-    """
-
-    dynamics: Mapping[str, Canonical | ConversionError] | None
-    marketo: Mapping[str, Canonical | ConversionError] | None
-    baseline: Mapping[str, Canonical] = field(default_factory=dict)
-    sync_filter: bool | None = None  # the Dynamics record's new_synctomkto value
-    trigger: Trigger | None = None
-    linked: bool | None = None  # known link state; None: linked when there is a baseline
-    dynamics_modified: datetime | None = None  # the record's modifiedon (a "latest" field's collisions)
-    marketo_modified: datetime | None = None  # the person's updatedAt
-
-    @property
-    def modified_last(self) -> Side | None:
-        """The side whose record changed last, when both times are known and differ."""
-        d, m = self.dynamics_modified, self.marketo_modified
-        if d is None or m is None or d == m:
-            return None
-        return Side.DYNAMICS if d > m else Side.MARKETO
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    entity: str
-    action: RecordAction
-    reason: str
-    fields: tuple[FieldDecision, ...] = ()
-    new_baseline: Mapping[str, Canonical] = field(default_factory=dict)
-
-    @property
-    def marketo_writes(self) -> dict[str, Any]:
-        """Column -> Marketo wire value for every field to write to Marketo."""
-        return {f.field: f.wire for f in self.fields if f.action is Action.WRITE_MARKETO}
-
-    @property
-    def dynamics_writes(self) -> dict[str, Any]:
-        return {f.field: f.wire for f in self.fields if f.action is Action.WRITE_DYNAMICS}
-
-    @property
-    def errors(self) -> tuple[FieldDecision, ...]:
-        return tuple(f for f in self.fields if f.action is Action.ERROR)
-
-    @property
-    def collisions(self) -> tuple[FieldDecision, ...]:
-        return tuple(f for f in self.fields if f.winner is not None)
-
-    @property
-    def has_writes(self) -> bool:
-        return any(f.action in (Action.WRITE_MARKETO, Action.WRITE_DYNAMICS) for f in self.fields)
-
-    def summary(self) -> dict[str, Any]:
-        """A compact, loggable form (field names and actions, no values: values may be personal data)."""
-        return {
-            "entity": self.entity,
-            "action": self.action.value,
-            "reason": self.reason,
-            "to_marketo": sorted(self.marketo_writes),
-            "to_dynamics": sorted(self.dynamics_writes),
-            "collisions": {f.field: f.winner.value for f in self.collisions if f.winner},
-            "errors": {f.field: f.error.reason for f in self.errors if f.error},
-        }
 
 
 def decide(mapping: EntityMapping, state: RecordState) -> Decision:
@@ -330,15 +202,38 @@ class _FieldPlan(NamedTuple):
     not_read: FieldDecision
 
 
-_PLANS: dict[int, tuple[EntityMapping, tuple[_FieldPlan, ...], tuple[FieldDecision, ...]]] = {}
+_Row = tuple[str, FieldDecision, _FieldPlan]  # a field's column, its outcome when both sides agree, its plan
+
+
+class _Prepared(NamedTuple):
+    mapping: EntityMapping
+    plans: tuple[_FieldPlan, ...]
+    broken: tuple[FieldDecision, ...]
+    rows: tuple[_Row, ...]
+    echo_rows: tuple[_Row, ...]  # the same, for a change that was the sync's own write
+
+
+_PLANS: dict[int, _Prepared] = {}
 _WINNERS: dict[FieldWinner | None, Side] = {FieldWinner.DYNAMICS: _DYNAMICS, FieldWinner.MARKETO: _MARKETO}
 
 
 def _plan(mapping: EntityMapping) -> tuple[tuple[_FieldPlan, ...], tuple[FieldDecision, ...]]:
+    """The mapping's live fields prepared for the hot loops, and the outcomes of its broken ones."""
+    prepared = _prepared(mapping)
+    return prepared.plans, prepared.broken
+
+
+def _rows(mapping: EntityMapping, echo: bool) -> tuple[_Row, ...]:
+    """The reconcile loop's rows: unpacked in the ``for`` statement, they cost less than a plan's attributes."""
+    prepared = _prepared(mapping)
+    return prepared.echo_rows if echo else prepared.rows
+
+
+def _prepared(mapping: EntityMapping) -> _Prepared:
     """Per-mapping preparation, cached by identity (mappings are immutable and few)."""
     cached = _PLANS.get(id(mapping))
     if cached is not None and cached[0] is mapping:
-        return cached[1], cached[2]
+        return cached
     two_way_entity = mapping.rule.two_way
     plans = tuple(
         _FieldPlan(
@@ -360,31 +255,32 @@ def _plan(mapping: EntityMapping) -> tuple[tuple[_FieldPlan, ...], tuple[FieldDe
     )
     if len(_PLANS) > 256:  # mappings are reloaded now and then; never let old ones pile up
         _PLANS.clear()
-    _PLANS[id(mapping)] = (mapping, plans, broken)
-    return plans, broken
+    rows, echo_rows = tuple((p.column, p.in_sync, p) for p in plans), tuple((p.column, p.echo, p) for p in plans)
+    prepared = _Prepared(mapping, plans, broken, rows, echo_rows)
+    _PLANS[id(mapping)] = prepared
+    return prepared
 
 
 def _reconcile(mapping: EntityMapping, state: RecordState) -> Decision:
     dynamics, marketo, baseline = state.dynamics or {}, state.marketo or {}, state.baseline
     echo = state.trigger is not None and state.trigger.by_sync
     winner = mapping.rule.collision_winner
-    plans, broken = _plan(mapping)
     new_baseline = dict(baseline)
     decisions: list[FieldDecision] = []
     append = decisions.append
-    for plan in plans:
-        column = plan.column
-        raw_d = dynamics.get(column, _MISSING)
-        raw_m = marketo.get(column, _MISSING)
+    d_get, m_get, missing = dynamics.get, marketo.get, _MISSING
+    for column, agreed, plan in _rows(mapping, echo):
+        raw_d = d_get(column, missing)
+        raw_m = m_get(column, missing)
         if (
             raw_d == raw_m
             and type(raw_d) is type(raw_m)
-            and raw_d is not _MISSING
+            and raw_d is not missing
             and type(raw_d) is not ConversionError
         ):
             # The common case, kept allocation-free: both sides already agree.
             new_baseline[column] = raw_d  # type: ignore[assignment]
-            append(plan.echo if echo else plan.in_sync)
+            append(agreed)
             continue
         if raw_d is _MISSING or raw_m is _MISSING:
             append(plan.not_read)
@@ -404,7 +300,7 @@ def _reconcile(mapping: EntityMapping, state: RecordState) -> Decision:
         if decided.action is not _ERROR:
             new_baseline[column] = decided.value
         append(decided)
-    return Decision(mapping.entity, RecordAction.SYNC, "reconciled", (*decisions, *broken), new_baseline)
+    return Decision(mapping.entity, RecordAction.SYNC, "reconciled", (*decisions, *_plan(mapping)[1]), new_baseline)
 
 
 def _decide_field(
