@@ -58,6 +58,9 @@ class EntityImage:
     formatted_values: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
+_NO_OPERATION = "00000000-0000-0000-0000-000000000000"
+
+
 @dataclass(frozen=True, slots=True)
 class ExecutionContext:
     message_name: str
@@ -79,6 +82,15 @@ class ExecutionContext:
     pre_images: Mapping[str, EntityImage]
     post_images: Mapping[str, EntityImage]
     size_exceeded: bool
+
+    @property
+    def delivery_key(self) -> str:
+        """What makes two deliveries the same change: its system job (``OperationId``, kept on Dataverse's retry),
+        else its request (``CorrelationId``). A synchronous step has no system job and sends the empty GUID, the
+        same for every change: keyed on it, duplicate detection would drop each later change of a record as a copy
+        of the first."""
+        operation = self.operation_id
+        return operation if operation and operation != _NO_OPERATION else self.correlation_id
 
     @property
     def changed_attributes(self) -> Mapping[str, Value]:

@@ -118,7 +118,7 @@ def connection_notification(context: ExecutionContext, *, source: Source) -> Not
         dynamics_id=opportunity,
         correlation_id=context.correlation_id,
         observed_at=context.operation_created_on or datetime.now(UTC),
-        dedupe_key=f"connection:{context.operation_id or context.correlation_id}",
+        dedupe_key=f"connection:{context.delivery_key}",
     )
 
 

@@ -63,7 +63,7 @@ def from_dataverse(
         kind=kind,
         correlation_id=context.correlation_id,
         observed_at=context.operation_created_on or datetime.now(UTC),
-        dedupe_key=context.operation_id or context.correlation_id,
+        dedupe_key=context.delivery_key,
     )
 
 

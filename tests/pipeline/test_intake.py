@@ -47,6 +47,26 @@ def test_a_recorded_update_context_becomes_a_notification_for_that_record(mappin
     assert note.dedupe_key == CONTEXT["OperationId"]
 
 
+def test_a_synchronous_steps_empty_operation_id_does_not_make_every_change_of_a_record_one_message(
+    mapping: SyncMapping,
+) -> None:
+    """A synchronous step has no system job: its OperationId is the empty GUID, the same for every change."""
+    empty = "00000000-0000-0000-0000-000000000000"
+    first = from_dataverse(
+        parse_context(_context(OperationId=empty)), mapping, sync_user_id=SYNC_USER, source=Source.DATAVERSE_WEBHOOK
+    )
+    later = from_dataverse(
+        parse_context(_context(OperationId=empty, CorrelationId="1f7b8e1a-3c2d-4e5f-8a9b-0c1d2e3f4a5b")),
+        mapping,
+        sync_user_id=SYNC_USER,
+        source=Source.DATAVERSE_WEBHOOK,
+    )
+    assert isinstance(first, Notification)
+    assert isinstance(later, Notification)
+    assert first.dedupe_key == CONTEXT["CorrelationId"]
+    assert first.message_id != later.message_id
+
+
 def test_a_delete_becomes_a_delete_notification(mapping: SyncMapping) -> None:
     ref = {"key": "Target", "value": {"Id": CONTEXT["PrimaryEntityId"], "LogicalName": "contact", "Name": None}}
     ctx = _context(MessageName="Delete", InputParameters=[ref], PostEntityImages=[])
