@@ -54,7 +54,9 @@ def test_a_marketo_call_in_the_template_shape_is_a_notification_with_its_changes
         "changes": [{"field": "email", "newValue": "a"}],
     }
     note = from_marketo_webhook(payload)
-    assert (note.marketo_id, note.dedupe_key) == ("42", "42:2026-01-02T03:04:05Z")
+    assert note.marketo_id == "42"
+    assert note.dedupe_key is not None
+    assert note.dedupe_key.startswith("42:2026-01-02T03:04:05Z:")  # and the digest of its changes
     assert marketo_changes(payload) == [("email", "a")]
     assert marketo_changes({"leadId": 42}) is None
 
