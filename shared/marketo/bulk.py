@@ -32,7 +32,19 @@ class ImportFileBuilder:
         self.header = self._encode([str(c) for c in columns])
         self.rows = 0
         self._files: list[bytes] = []
-        self._current = bytearray(self.header)  # the file being filled, its header first
+        self._current = self._new_file()  # the file being filled, its header first
+        self._size = len(self.header)
+
+    def _new_file(self) -> io.BytesIO:
+        file = io.BytesIO()
+        file.write(self.header)
+        return file
+
+    def _close_file(self) -> None:
+        """The file being filled joins the finished ones: BytesIO hands over its buffer without a copy once
+        nothing more is written to it, so a file never sits in memory twice."""
+        self._files.append(self._current.getvalue())
+        self._current, self._size = self._new_file(), len(self.header)
 
     def _encode(self, values: Sequence[str]) -> bytes:
         self._buffer.seek(0)
@@ -45,18 +57,17 @@ class ImportFileBuilder:
         row = self._encode([_cell(value) for value in values])
         if len(self.header) + len(row) > self.max_bytes:
             raise ValueError(f"import row {self.rows} is {len(row)} bytes: too large for any import file")
-        if len(self._current) > len(self.header) and len(self._current) + len(row) > self.max_bytes:
-            self._files.append(bytes(self._current))
-            self._current = bytearray(self.header)
-        self._current += row
+        if self._size > len(self.header) and self._size + len(row) > self.max_bytes:
+            self._close_file()
+        self._current.write(row)
+        self._size += len(row)
         self.rows += 1
 
     def files(self) -> list[bytes]:
         """The files of every row added so far (none without rows). The file being filled is closed: rows added
         afterwards start a new one."""
-        if len(self._current) > len(self.header):
-            self._files.append(bytes(self._current))
-            self._current = bytearray(self.header)
+        if self._size > len(self.header):
+            self._close_file()
         return list(self._files)
 
 
