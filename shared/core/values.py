@@ -398,6 +398,7 @@ def to_dynamics(field: FieldMapping, value: Canonical) -> Any:
 
 _Reading = tuple[str, str, Reader, FieldMapping]  # the column, the name the side knows it by, its reader, the field
 _READINGS: dict[tuple[int, str], tuple[tuple[FieldMapping, ...], tuple[_Reading, ...]]] = {}
+_ABSENT: Final = object()  # a name missing from a Dataverse record: its column is left out
 
 
 def _readings(fields: tuple[FieldMapping, ...], source: str) -> tuple[_Reading, ...]:
@@ -430,9 +431,6 @@ def _read_record(
             except _Invalid as exc:
                 found[column] = ConversionError(column, "canonical", str(exc), source)
     return found
-
-
-_ABSENT: Final = object()
 
 
 def read_dynamics_record(
