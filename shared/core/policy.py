@@ -223,12 +223,6 @@ def _plan(mapping: EntityMapping) -> tuple[tuple[_FieldPlan, ...], tuple[FieldDe
     return prepared.plans, prepared.broken
 
 
-def _rows(mapping: EntityMapping, echo: bool) -> tuple[_Row, ...]:
-    """The reconcile loop's rows: unpacked in the ``for`` statement, they cost less than a plan's attributes."""
-    prepared = _prepared(mapping)
-    return prepared.echo_rows if echo else prepared.rows
-
-
 def _prepared(mapping: EntityMapping) -> _Prepared:
     """Per-mapping preparation, cached by identity (mappings are immutable and few)."""
     cached = _PLANS.get(id(mapping))
@@ -265,11 +259,13 @@ def _reconcile(mapping: EntityMapping, state: RecordState) -> Decision:
     dynamics, marketo, baseline = state.dynamics or {}, state.marketo or {}, state.baseline
     echo = state.trigger is not None and state.trigger.by_sync
     winner = mapping.rule.collision_winner
+    prepared = _prepared(mapping)
     new_baseline = dict(baseline)
     decisions: list[FieldDecision] = []
     append = decisions.append
     d_get, m_get, missing = dynamics.get, marketo.get, _MISSING
-    for column, agreed, plan in _rows(mapping, echo):
+    # rows unpacked in the ``for`` statement cost less than a plan's attributes
+    for column, agreed, plan in prepared.echo_rows if echo else prepared.rows:
         raw_d = d_get(column, missing)
         raw_m = m_get(column, missing)
         if (
@@ -300,7 +296,7 @@ def _reconcile(mapping: EntityMapping, state: RecordState) -> Decision:
         if decided.action is not _ERROR:
             new_baseline[column] = decided.value
         append(decided)
-    return Decision(mapping.entity, RecordAction.SYNC, "reconciled", (*decisions, *_plan(mapping)[1]), new_baseline)
+    return Decision(mapping.entity, RecordAction.SYNC, "reconciled", (*decisions, *prepared.broken), new_baseline)
 
 
 def _decide_field(
