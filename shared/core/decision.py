@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from shared.core.entities import Side
@@ -108,13 +109,15 @@ class RecordState:
         return Side.DYNAMICS if d > m else Side.MARKETO
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
+    """One record's decision. A named tuple, not a frozen dataclass: the reconcile loop builds one per record,
+    and a frozen dataclass's ``__init__`` (five ``object.__setattr__`` calls) costs more than most of it."""
+
     entity: str
     action: RecordAction
     reason: str
     fields: tuple[FieldDecision, ...] = ()
-    new_baseline: Mapping[str, Canonical] = field(default_factory=dict)
+    new_baseline: Mapping[str, Canonical] = MappingProxyType({})
 
     @property
     def marketo_writes(self) -> dict[str, Any]:

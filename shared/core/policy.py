@@ -29,7 +29,8 @@ from typing import Final, NamedTuple, cast
 from shared.core.decision import Action, Decision, FieldDecision, Reason, RecordAction, RecordState, Trigger
 from shared.core.entities import MarketoObject, Side
 from shared.core.mapping import EntityMapping, FieldMapping, FieldState, FieldWinner
-from shared.core.values import Canonical, ConversionError, to_dynamics, to_marketo
+from shared.core.values import Canonical, ConversionError
+from shared.core.writes import Writer, writer
 
 __all__ = [
     "Action",
@@ -50,9 +51,11 @@ _TO_MARKETO, _TO_DYNAMICS = Action.WRITE_MARKETO, Action.WRITE_DYNAMICS
 _CHANGED_IN_DYNAMICS, _CHANGED_IN_MARKETO = Reason.CHANGED_IN_DYNAMICS, Reason.CHANGED_IN_MARKETO
 _CONVERSION_FAILED, _REFRESH = Reason.CONVERSION_FAILED, Reason.REFRESH
 _DYNAMICS, _MARKETO = Side.DYNAMICS, Side.MARKETO
+_SYNC = RecordAction.SYNC
 
 
 _MISSING: Final = object()
+_NEW: Final = tuple.__new__  # builds a FieldDecision in one C call (its generated ``__new__`` is Python code)
 
 
 def decide(mapping: EntityMapping, state: RecordState) -> Decision:
@@ -135,7 +138,7 @@ def decide_one_way(
             reason = _REFRESH if _same(before, value) else _CHANGED_IN_DYNAMICS
         if p.column in drift and reason is _REFRESH:
             reason = Reason.ONE_WAY_OVERWRITE
-        decided = _write_marketo(p.field, value, reason)
+        decided = _write_marketo(p, value, reason)
         if (
             reason is _CHANGED_IN_DYNAMICS
             and marketo is not None
@@ -173,17 +176,17 @@ def _drifted(
 def _create(mapping: EntityMapping, dynamics: Mapping[str, Canonical | ConversionError]) -> Decision:
     decisions = []
     baseline: dict[str, Canonical] = {}
-    for f in mapping.live_fields:
-        value = dynamics.get(f.dynamics, _MISSING)
-        if value is _MISSING or f.marketo_owned:
+    for p in _prepared(mapping).plans:
+        value = dynamics.get(p.column, _MISSING)
+        if value is _MISSING or p.field.marketo_owned:
             continue  # not read, or Marketo's own data: the new person keeps what Marketo gives it
         if type(value) is ConversionError:
-            decisions.append(FieldDecision(f.dynamics, Action.ERROR, Reason.CONVERSION_FAILED, error=value))
+            decisions.append(FieldDecision(p.column, Action.ERROR, Reason.CONVERSION_FAILED, error=value))
             continue
-        decided = _write_marketo(f, cast(Canonical, value), Reason.CREATE)
+        decided = _write_marketo(p, cast(Canonical, value), Reason.CREATE)
         decisions.append(decided)
         if decided.action is not Action.ERROR:
-            baseline[f.dynamics] = decided.value
+            baseline[p.column] = decided.value
     return Decision(mapping.entity, RecordAction.CREATE_IN_MARKETO, Reason.CREATE.value, tuple(decisions), baseline)
 
 
@@ -200,6 +203,8 @@ class _FieldPlan(NamedTuple):
     in_sync: FieldDecision
     echo: FieldDecision
     not_read: FieldDecision
+    to_marketo: Writer
+    to_dynamics: Writer
 
 
 _Row = tuple[str, FieldDecision, _FieldPlan]  # a field's column, its outcome when both sides agree, its plan
@@ -241,6 +246,8 @@ def _prepared(mapping: EntityMapping) -> _Prepared:
             FieldDecision(f.dynamics, _NONE, Reason.IN_SYNC),
             FieldDecision(f.dynamics, _NONE, Reason.ECHO),
             FieldDecision(f.dynamics, _NONE, Reason.NOT_READ),
+            writer(f, "marketo"),
+            writer(f, "dynamics"),
         )
         for f in mapping.live_fields
     )
@@ -262,71 +269,81 @@ def _reconcile(mapping: EntityMapping, state: RecordState) -> Decision:
     prepared = _prepared(mapping)
     new_baseline = dict(baseline)
     decisions: list[FieldDecision] = []
-    append = decisions.append
-    d_get, m_get, missing = dynamics.get, marketo.get, _MISSING
-    # rows unpacked in the ``for`` statement cost less than a plan's attributes
+    # Python 3.11 specialises this loop's steps (dict subscripts, ``list.append``, ``type()``, ``is``) well below
+    # what dict.get, bound-method aliases or C-level passes over all fields (map, compress) cost per call; rows
+    # unpacked in the ``for`` cost less than a plan's attributes; the ``try`` costs nothing until a column is
+    # missing.
     for column, agreed, plan in prepared.echo_rows if echo else prepared.rows:
-        raw_d = d_get(column, missing)
-        raw_m = m_get(column, missing)
-        if (
-            raw_d == raw_m
-            and type(raw_d) is type(raw_m)
-            and raw_d is not missing
-            and type(raw_d) is not ConversionError
-        ):
+        try:
+            raw_d = dynamics[column]
+            raw_m = marketo[column]
+        except KeyError:  # not read on a side
+            decisions.append(plan.not_read)
+            continue
+        if raw_d == raw_m and (kind := type(raw_d)) is type(raw_m) and kind is not ConversionError:
             # The common case, kept allocation-free: both sides already agree.
             new_baseline[column] = raw_d  # type: ignore[assignment]
-            append(agreed)
+            decisions.append(agreed)
             continue
-        if raw_d is _MISSING or raw_m is _MISSING:
-            append(plan.not_read)
-            continue
-        if type(raw_m) is ConversionError and type(raw_d) is not ConversionError and not plan.two_way:
-            # A one-way field (or lookup) edited in Marketo to a value it cannot take: Dynamics wins, restored.
-            decided = _write_marketo(plan.field, cast(Canonical, raw_d), Reason.ONE_WAY_UNREADABLE)
-            if decided.action is not _ERROR:
-                new_baseline[column] = decided.value
-            append(decided)
-            continue
-        if type(raw_d) is ConversionError or type(raw_m) is ConversionError:
-            error = cast(ConversionError, raw_d if type(raw_d) is ConversionError else raw_m)
-            append(FieldDecision(column, _ERROR, _CONVERSION_FAILED, error=error))
-            continue
-        decided = _decide_field(plan, winner, cast(Canonical, raw_d), cast(Canonical, raw_m), baseline, state)
-        if decided.action is not _ERROR:
+        decided = _differing(plan, winner, raw_d, raw_m, baseline, state)
+        if decided.action is _TO_MARKETO or decided.action is _TO_DYNAMICS:
             new_baseline[column] = decided.value
-        append(decided)
-    return Decision(mapping.entity, RecordAction.SYNC, "reconciled", (*decisions, *prepared.broken), new_baseline)
+        decisions.append(decided)
+    return _NEW(Decision, (mapping.entity, _SYNC, "reconciled", (*decisions, *prepared.broken), new_baseline))
 
 
-def _decide_field(
-    plan: _FieldPlan, winner: Side, d: Canonical, m: Canonical, baseline: Mapping[str, Canonical], state: RecordState
+def _differing(
+    plan: _FieldPlan, winner: Side, d: object, m: object, baseline: Mapping[str, Canonical], state: RecordState
 ) -> FieldDecision:
-    """One field whose two sides differ. Its collisions go to the field's own winner when it names one (or, for
-    "latest", to the side modified last when both times are known), else to the entity's."""
+    """One field read on both sides that do not simply agree: unreadable on a side, or differing."""
+    if type(d) is ConversionError or type(m) is ConversionError:
+        if type(d) is not ConversionError and not plan.two_way:
+            # A one-way field (or lookup) edited in Marketo to a value it cannot take: Dynamics wins, restored.
+            return _write_marketo(plan, cast(Canonical, d), Reason.ONE_WAY_UNREADABLE)
+        error = cast(ConversionError, d if type(d) is ConversionError else m)
+        return FieldDecision(plan.column, _ERROR, _CONVERSION_FAILED, error=error)
+    d_value, m_value = cast(Canonical, d), cast(Canonical, m)
     b = baseline.get(plan.column, _MISSING)
     if plan.owned:
-        return _owned(plan.field, d, m, b)
-    if plan.winner is not None:
-        return _decide_two_way(plan, plan.winner, d, m, b, _FIELD_RULE)
-    last = state.modified_last if plan.latest else None
-    if last is not None:
-        return _decide_two_way(plan, last, d, m, b, _LATEST)
-    return _decide_two_way(plan, winner, d, m, b, _ENTITY_RULE)
+        return _owned(plan, d_value, m_value, b)
+    if b is _MISSING:
+        return _first(plan, winner, d_value, m_value, state)
+    d_changed = d != b or type(d) is not type(b)
+    m_changed = m != b or type(m) is not type(b)
+    if d_changed and not m_changed:
+        return _write_marketo(plan, d_value, _CHANGED_IN_DYNAMICS)
+    if m_changed and not d_changed:
+        if plan.two_way:
+            return _write_dynamics(plan, m_value, _CHANGED_IN_MARKETO)
+        return _write_marketo(plan, d_value, Reason.ONE_WAY_OVERWRITE)
+    return _collide(plan, winner, d_value, m_value, state)
+
+
+def _first(plan: _FieldPlan, winner: Side, d: Canonical, m: Canonical, state: RecordState) -> FieldDecision:
+    """A field whose sides differ and that has no baseline yet."""
+    if plan.quick_sync:
+        return _write_marketo(plan, d, Reason.QUICK_SYNC)
+    if not plan.two_way:
+        return _write_marketo(plan, d, Reason.FIRST_SYNC_ONE_WAY)
+    if d is None:
+        return _write_dynamics(plan, m, Reason.FIRST_SYNC_FILL)
+    if m is None:
+        return _write_marketo(plan, d, Reason.FIRST_SYNC_FILL)
+    return _collide(plan, winner, d, m, state)
 
 
 _ENTITY_RULE, _FIELD_RULE, _LATEST = "entity", "field", "latest"
-_COLLISION_REASONS = {
-    (_ENTITY_RULE, _MARKETO): Reason.COLLISION_LEAD,
-    (_ENTITY_RULE, _DYNAMICS): Reason.COLLISION_CONTACT,
-    (_FIELD_RULE, _MARKETO): Reason.COLLISION_FIELD_MARKETO,
-    (_FIELD_RULE, _DYNAMICS): Reason.COLLISION_FIELD_DYNAMICS,
-    (_LATEST, _MARKETO): Reason.COLLISION_LATEST,
-    (_LATEST, _DYNAMICS): Reason.COLLISION_LATEST,
+_COLLISION_REASONS = {  # by rule and whether Marketo won (an enum member hashes in Python code, a bool in C)
+    (_ENTITY_RULE, True): Reason.COLLISION_LEAD,
+    (_ENTITY_RULE, False): Reason.COLLISION_CONTACT,
+    (_FIELD_RULE, True): Reason.COLLISION_FIELD_MARKETO,
+    (_FIELD_RULE, False): Reason.COLLISION_FIELD_DYNAMICS,
+    (_LATEST, True): Reason.COLLISION_LATEST,
+    (_LATEST, False): Reason.COLLISION_LATEST,
 }
 
 
-def _owned(f: FieldMapping, d: Canonical, m: Canonical, b: object) -> FieldDecision:
+def _owned(f: _FieldPlan, d: Canonical, m: Canonical, b: object) -> FieldDecision:
     """A Marketo-owned field whose sides differ: Dynamics follows Marketo, whoever changed."""
     if b is not _MISSING and m == b and type(m) is type(b):
         return _write_dynamics(f, m, Reason.MARKETO_OWNED_RESTORE)  # only Dynamics changed: restored
@@ -334,46 +351,32 @@ def _owned(f: FieldMapping, d: Canonical, m: Canonical, b: object) -> FieldDecis
     return _write_dynamics(f, m, Reason.MARKETO_OWNED, _MARKETO if both else None)
 
 
-def _decide_two_way(plan: _FieldPlan, winner: Side, d: Canonical, m: Canonical, b: object, rule: str) -> FieldDecision:
-    f, two_way = plan.field, plan.two_way
-    if b is _MISSING:
-        if plan.quick_sync:
-            return _write_marketo(f, d, Reason.QUICK_SYNC)
-        if not two_way:
-            return _write_marketo(f, d, Reason.FIRST_SYNC_ONE_WAY)
-        if d is None:
-            return _write_dynamics(f, m, Reason.FIRST_SYNC_FILL)
-        if m is None:
-            return _write_marketo(f, d, Reason.FIRST_SYNC_FILL)
-        return _collide(f, winner, two_way, d, m, rule)
-    d_changed = d != b or type(d) is not type(b)
-    m_changed = m != b or type(m) is not type(b)
-    if d_changed and not m_changed:
-        return _write_marketo(f, d, _CHANGED_IN_DYNAMICS)
-    if m_changed and not d_changed:
-        if two_way:
-            return _write_dynamics(f, m, _CHANGED_IN_MARKETO)
-        return _write_marketo(f, d, Reason.ONE_WAY_OVERWRITE)
-    return _collide(f, winner, two_way, d, m, rule)
+def _collide(plan: _FieldPlan, winner: Side, d: Canonical, m: Canonical, state: RecordState) -> FieldDecision:
+    """Changed on both sides: the field's own winner when it names one (or, for "latest", the side modified last
+    when both times are known), else the entity's; Dynamics always on a one-way field."""
+    if not plan.two_way:
+        return _write_marketo(plan, d, Reason.COLLISION_ONE_WAY, _DYNAMICS)
+    rule = _ENTITY_RULE
+    if plan.winner is not None:
+        winner, rule = plan.winner, _FIELD_RULE
+    elif plan.latest and (last := state.modified_last) is not None:
+        winner, rule = last, _LATEST
+    reason = _COLLISION_REASONS[(rule, winner is _MARKETO)]
+    if winner is _MARKETO:
+        return _write_dynamics(plan, m, reason, winner)
+    return _write_marketo(plan, d, reason, winner)
 
 
-def _collide(f: FieldMapping, winner: Side, two_way: bool, d: Canonical, m: Canonical, rule: str) -> FieldDecision:
-    if not two_way:
-        return _write_marketo(f, d, Reason.COLLISION_ONE_WAY, _DYNAMICS)
-    reason = _COLLISION_REASONS[(rule, winner)]
-    return _write_dynamics(f, m, reason, winner) if winner is _MARKETO else _write_marketo(f, d, reason, winner)
-
-
-def _write_marketo(f: FieldMapping, value: Canonical, reason: Reason, winner: Side | None = None) -> FieldDecision:
+def _write_marketo(p: _FieldPlan, value: Canonical, reason: Reason, winner: Side | None = None) -> FieldDecision:
     """A write of ``value`` to Marketo (``winner``: the side a collision went to), or the error converting it."""
-    wire = to_marketo(f, value)
+    wire = p.to_marketo(value)
     if type(wire) is ConversionError:
-        return FieldDecision(f.dynamics, _ERROR, _CONVERSION_FAILED, error=wire)
-    return FieldDecision(f.dynamics, _TO_MARKETO, reason, value, wire, winner)
+        return _NEW(FieldDecision, (p.column, _ERROR, _CONVERSION_FAILED, None, None, None, wire))
+    return _NEW(FieldDecision, (p.column, _TO_MARKETO, reason, value, wire, winner, None))
 
 
-def _write_dynamics(f: FieldMapping, value: Canonical, reason: Reason, winner: Side | None = None) -> FieldDecision:
-    wire = to_dynamics(f, value)
+def _write_dynamics(p: _FieldPlan, value: Canonical, reason: Reason, winner: Side | None = None) -> FieldDecision:
+    wire = p.to_dynamics(value)
     if type(wire) is ConversionError:
-        return FieldDecision(f.dynamics, _ERROR, _CONVERSION_FAILED, error=wire)
-    return FieldDecision(f.dynamics, _TO_DYNAMICS, reason, value, wire, winner)
+        return _NEW(FieldDecision, (p.column, _ERROR, _CONVERSION_FAILED, None, None, None, wire))
+    return _NEW(FieldDecision, (p.column, _TO_DYNAMICS, reason, value, wire, winner, None))

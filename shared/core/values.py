@@ -27,8 +27,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
-from typing import Any, Final
+from decimal import Decimal
+from typing import Final
 from uuid import UUID
 
 from shared.core.mapping import FieldMapping, FieldType, LookupPart
@@ -312,88 +312,6 @@ def from_dynamics(field: FieldMapping, value: object) -> Canonical | ConversionE
 def from_marketo(field: FieldMapping, value: object) -> Canonical | ConversionError:
     """A Marketo value (REST JSON or webhook token text) in canonical form."""
     return _read(_FROM_MARKETO, field, value, "marketo")
-
-
-# --- out of canonical ----------------------------------------------------------------------------------------
-
-
-def _check_length(field: FieldMapping, value: str, limit: int | None, system: str) -> None:
-    if limit is not None and len(value) > limit:
-        raise _Invalid(f"text of {len(value)} characters is longer than the {system} field's {limit}")
-
-
-def _labels(field: FieldMapping, canonical: str) -> list[str]:
-    labels = []
-    for part in canonical.split(";"):
-        label = field.labels_by_value.get(int(part))
-        if label is None:
-            raise _Invalid(f"option value {part} has no label in the mapping's option metadata (refresh it)")
-        labels.append(label)
-    return labels
-
-
-# Enum members named once: Python 3.11 looks ``FieldType.X`` up at ~100-200 ns a time, more than the rest of a
-# field's write conversion costs.
-_TEXTUAL: Final = frozenset({FieldType.TEXT, FieldType.MEMO})
-_DECIMALS: Final = frozenset({FieldType.DECIMAL, FieldType.MONEY})
-_CHOICE: Final = FieldType.CHOICE
-_MULTI_CHOICE: Final = FieldType.MULTI_CHOICE
-_WRITE_FAILURES: Final = (_Invalid, InvalidOperation, ValueError)
-
-
-def _to_marketo(field: FieldMapping, value: Canonical) -> Any:
-    kind = field.type
-    if kind in _TEXTUAL and isinstance(value, str):
-        _check_length(field, value, field.max_length, "Marketo")
-        return value
-    if kind in _DECIMALS and isinstance(value, str):
-        return float(value)
-    if kind is _CHOICE and isinstance(value, int):
-        label = field.labels_by_value.get(value)
-        if label is None:
-            raise _Invalid(f"option value {value} has no label in the mapping's option metadata (refresh it)")
-        return label
-    if kind is _MULTI_CHOICE and isinstance(value, str):
-        order = field.option_order
-        return ";".join(sorted(_labels(field, value), key=lambda lbl: order[field.values_by_label[lbl.casefold()]]))
-    return value
-
-
-def _to_dynamics(field: FieldMapping, value: Canonical) -> Any:
-    kind = field.type
-    if not field.to_dynamics_allowed:
-        raise _Invalid("this field syncs Dynamics -> Marketo only")
-    if kind in _TEXTUAL and isinstance(value, str):
-        _check_length(field, value, field.dynamics_max_length, "Dynamics")
-        return value
-    if kind in _DECIMALS and isinstance(value, str):
-        number = Decimal(value)  # a JSON number for the Web API (canonical decimals are already double-exact)
-        return int(number) if number == number.to_integral_value() else float(number)
-    if kind is _MULTI_CHOICE and isinstance(value, str):
-        return ",".join(value.split(";"))  # the Web API's form of a multi-select choice
-    if kind is _CHOICE and isinstance(value, int) and value not in field.labels_by_value:
-        raise _Invalid(f"option value {value} is not an option of this Dynamics column")
-    return value
-
-
-def to_marketo(field: FieldMapping, value: Canonical) -> Any:
-    """The JSON value to send to Marketo for a canonical value, or a ConversionError."""
-    if value is None:
-        return None
-    try:
-        return _to_marketo(field, value)
-    except _WRITE_FAILURES as exc:
-        return ConversionError(field.dynamics, "marketo", str(exc))
-
-
-def to_dynamics(field: FieldMapping, value: Canonical) -> Any:
-    """The Web API JSON value to PATCH into Dataverse for a canonical value, or a ConversionError."""
-    if value is None:
-        return None
-    try:
-        return _to_dynamics(field, value)
-    except _WRITE_FAILURES as exc:
-        return ConversionError(field.dynamics, "dynamics", str(exc))
 
 
 _Reading = tuple[str, str, Reader, FieldMapping]  # the column, the name the side knows it by, its reader, the field

@@ -36,7 +36,8 @@ from enum import StrEnum
 from typing import Any
 
 from shared.core.mapping import EntityMapping, FieldType, SyncMapping
-from shared.core.values import Canonical, ConversionError, from_marketo, to_dynamics
+from shared.core.values import Canonical, ConversionError, from_marketo
+from shared.core.writes import to_dynamics
 from shared.dataverse.client import DataverseClient
 from shared.dataverse.session import odata_literal
 from shared.errors import Conflict, InvalidRequest, NotFound, NotPossible, SyncError

@@ -18,9 +18,8 @@ from shared.core.values import (
     from_marketo,
     read_dynamics_record,
     read_marketo_record,
-    to_dynamics,
-    to_marketo,
 )
+from shared.core.writes import to_dynamics, to_marketo
 
 OPTIONS = ({"value": 1, "label": "Hot"}, {"value": 2, "label": "Warm"}, {"value": 3, "label": "Cold"})
 

@@ -27,7 +27,8 @@ from datetime import datetime
 from typing import Any
 
 from shared.core.mapping import SYNC_FILTER_COLUMN, EntityMapping, FieldMapping
-from shared.core.values import ConversionError, from_dynamics, to_marketo
+from shared.core.values import ConversionError, from_dynamics
+from shared.core.writes import to_marketo
 from shared.dataverse.client import DataverseClient
 from shared.dataverse.records import Record
 from shared.marketo.bulk import DEFAULT_FILE_BYTES, ImportFileBuilder
