@@ -39,6 +39,13 @@ Canonical = str | int | float | bool | None
 _INT32: Final = (-(2**31), 2**31 - 1)
 _INT64: Final = (-(2**63), 2**63 - 1)
 _DATE_RE = re.compile(r"^\\?/Date\((-?\d+)(?:[+-]\d{4})?\)\\?/$")
+_WHOLE_RE = re.compile(r"\s*[+-]?\d+\s*")
+_OPTION_RE = re.compile(r"\s*-?\d+\s*")
+_ISO_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_CANONICAL_INSTANT_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")  # how both APIs send a UTC instant
+_CANONICAL_GUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_PLAIN: Final = (str, int, float)  # never a plugin context's wrapper (isinstance of Mapping is an ABC check)
+_ID: Final = LookupPart.ID
 _TRUE = frozenset({"true", "1", "yes", "y", "on"})
 _FALSE = frozenset({"false", "0", "no", "n", "off"})
 
@@ -90,7 +97,7 @@ def _integer(bounds: tuple[int, int]) -> Callable[[object, FieldMapping], Canoni
         if isinstance(value, int):
             number = value
         elif (isinstance(value, float | Decimal) and _is_whole(value)) or (
-            isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value)
+            isinstance(value, str) and _WHOLE_RE.fullmatch(value)
         ):
             number = int(value)
         elif value == "":
@@ -106,14 +113,14 @@ def _integer(bounds: tuple[int, int]) -> Callable[[object, FieldMapping], Canoni
 
 def _unwrap_value(value: object) -> object:
     """OptionSetValue / Money objects as they appear in plugin contexts: ``{"Value": x}``."""
-    if isinstance(value, Mapping) and "Value" in value:
+    if not isinstance(value, _PLAIN) and isinstance(value, Mapping) and "Value" in value:
         return value["Value"]
     return value
 
 
 def _as_float(value: object) -> float:
     try:
-        return float(value) if isinstance(value, int | float | Decimal | str) else math.nan
+        return float(value) if isinstance(value, (int, float, Decimal, str)) else math.nan
     except (ValueError, ArithmeticError):
         return math.nan
 
@@ -134,7 +141,11 @@ def _decimal(value: object, _: FieldMapping) -> Canonical:
     number = _finite_number(_unwrap_value(value), "a decimal number")
     if number is None:
         return None
-    as_double = Decimal(repr(number)).normalize()
+    text = repr(number)
+    if "e" not in text:  # positional already: its normalised form is itself without a trailing ".0"
+        text = text[:-2] if text.endswith(".0") else text
+        return "0" if text == "-0" else text
+    as_double = Decimal(text).normalize()
     return "0" if as_double.is_zero() else format(as_double, "f")
 
 
@@ -181,7 +192,7 @@ def _instant(value: object) -> datetime:
 def _date(value: object, _: FieldMapping) -> Canonical:
     if value == "":
         return None
-    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+    if isinstance(value, str) and _ISO_DATE_RE.fullmatch(value.strip()):
         try:
             return date.fromisoformat(value.strip()).isoformat()
         except ValueError:
@@ -192,6 +203,13 @@ def _date(value: object, _: FieldMapping) -> Canonical:
 def _datetime(value: object, _: FieldMapping) -> Canonical:
     if value == "":
         return None
+    if type(value) is str and _CANONICAL_INSTANT_RE.fullmatch(value):
+        try:
+            datetime.fromisoformat(value)  # a real moment: the slow path below says why not
+        except ValueError:
+            pass
+        else:
+            return value  # already canonical: what parsing and formatting it again would give
     return _instant(value).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -223,7 +241,7 @@ def _join_options(values: list[int]) -> Canonical:
 def _multi_from_dynamics(value: object, field: FieldMapping) -> Canonical:
     if isinstance(value, str):  # Web API: "1,3"
         parts = [p for p in value.split(",") if p.strip()]
-        if not all(re.fullmatch(r"\s*-?\d+\s*", p) for p in parts):
+        if not all(_OPTION_RE.fullmatch(p) for p in parts):
             raise _Invalid(f"expected option values like '1,3', got {_preview(value)}")
         return _join_options([int(p) for p in parts])
     if isinstance(value, list | tuple):
@@ -241,6 +259,8 @@ def _multi_from_marketo(value: object, field: FieldMapping) -> Canonical:
 
 
 def _lookup_from_dynamics(value: object, field: FieldMapping) -> Canonical:
+    if type(value) is str and _CANONICAL_GUID_RE.fullmatch(value) and field.lookup_part is _ID:
+        return value  # the Web API's form, already canonical: what UUID(value) would give
     if isinstance(value, Mapping):  # EntityReference as it appears in a plugin context
         ref_id, ref_name = value.get("Id"), value.get("Name")
     elif hasattr(value, "id"):  # a parsed reference value
@@ -258,6 +278,8 @@ def _lookup_from_dynamics(value: object, field: FieldMapping) -> Canonical:
 
 
 def _lookup_from_marketo(value: object, field: FieldMapping) -> Canonical:
+    if type(value) is str and _CANONICAL_GUID_RE.fullmatch(value) and field.lookup_part is _ID:
+        return value
     if field.lookup_part is LookupPart.NAME:
         return _text(value, field)
     if not isinstance(value, str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import pytest
 from hypothesis import given
@@ -270,3 +271,39 @@ def test_reading_any_value_never_raises(kind: FieldType, value: object) -> None:
     for reader in (from_dynamics, from_marketo):
         result = reader(f, value)
         assert result is None or isinstance(result, ConversionError | str | int | float | bool)
+
+
+# --- fast paths: the forms both APIs send read exactly as the general path reads them --------------------------
+
+
+def _normalised_by_decimal(number: float) -> str:
+    as_double = Decimal(repr(number)).normalize()
+    return "0" if as_double.is_zero() else format(as_double, "f")
+
+
+@given(st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-(2**70), 2**70)))
+def test_a_decimal_reads_as_its_double_normalised_by_the_decimal_module(value: float) -> None:
+    assert from_dynamics(field("decimal"), value) == _normalised_by_decimal(float(value))
+    assert from_marketo(field("money"), value) == _normalised_by_decimal(float(value))
+
+
+@given(_instants)
+def test_a_canonical_instant_reads_as_itself_and_other_forms_of_the_moment_read_to_it(moment: datetime) -> None:
+    f, text = field("datetime"), moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert from_dynamics(f, text) == from_marketo(f, text) == text
+    assert from_dynamics(f, moment.astimezone(timezone(timedelta(hours=-5))).isoformat()) == text
+
+
+def test_an_instant_in_the_canonical_shape_that_is_no_moment_is_an_error() -> None:
+    assert isinstance(from_dynamics(field("datetime"), "2026-02-30T10:00:00Z"), ConversionError)
+    assert isinstance(from_marketo(field("datetime"), "2026-11-20T25:00:00Z"), ConversionError)
+
+
+@given(st.uuids())
+def test_a_lookup_reads_any_form_of_a_guid_as_its_lower_case_form(guid: UUID) -> None:
+    f = field("lookup")
+    for form in (str(guid), str(guid).upper(), "{" + str(guid) + "}"):
+        assert from_dynamics(f, form) == from_marketo(f, form) == str(guid)
+    name = field("lookup", lookup_part="name")
+    assert from_dynamics(name, str(guid)) == from_marketo(name, str(guid)) == str(guid)  # a name, kept as is
+    assert from_dynamics(name, str(guid).upper()) == str(guid).upper()
