@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from shared.errors import RetryLater
+from shared.marketo.faults import next_quota_reset
 from shared.pipeline.feeds import catch_up_dataverse
 from shared.pipeline.pending import MarkingQueue, PendingWork
 from shared.queueing import OutgoingMessage
@@ -263,8 +264,8 @@ def test_a_spent_marketo_quota_holds_the_changes_until_its_reset(clocked_world: 
     resets = datetime.fromisoformat(marketo["next_probe_at"])
     clock = world.clock
     assert clock is not None
-    assert resets > clock.now + timedelta(minutes=15)  # the reset, not the backoff
-    clock.now = resets - timedelta(minutes=1)
+    assert resets == next_quota_reset(clock.now)  # the reset (midnight US Central), not the backoff
+    clock.now = resets - min(timedelta(minutes=1), (resets - clock.now) / 2)  # before it, whatever the time of day
     world.fire("pending_sweep")
     assert world.status()["services"]["marketo"]["failures"] == 1  # no probe was tried before the reset
     assert set(_titles(world, persons).values()) == {"Old"}
