@@ -7,7 +7,6 @@ import logging
 import azure.functions as func
 
 from shared.pipeline import dequeue
-from shared.pipeline.reconcile.carry import fresh
 from shared.services import services
 from shared.telemetry import log_decisions, traced_messages
 
@@ -37,9 +36,7 @@ def reconcile(messages: list[func.ServiceBusMessage]) -> None:
         store=svc.store,
     )
     try:
-        report = svc.reconciler().run(
-            batch.notifications, carry=svc.carry_rule(len(messages), fresh(batch.notifications))
-        )
+        report = svc.reconciler().run(batch.notifications, carry=svc.carry_rule(len(messages), batch.notifications))
     except Exception as exc:  # not an outage (those return): kept on the marks for the sweep's give-up error
         svc.pending.failed(batch.notifications, f"{type(exc).__name__}: {exc}"[:500])
         raise

@@ -12,7 +12,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,10 +35,11 @@ from shared.marketo.client import MarketoClient
 from shared.marketo.lanes import LaneLimiter
 from shared.marketo.limiter import Limiter, RateLimiter
 from shared.pipeline.circuit import Circuits
+from shared.pipeline.notification import Notification
 from shared.pipeline.pending import MarkingQueue, PendingWork
 from shared.pipeline.ports import ChangesQueue, LiveMapping
 from shared.pipeline.reconcile import Reconciler
-from shared.pipeline.reconcile.carry import CarryRule, busy
+from shared.pipeline.reconcile.carry import CarryRule, busy, flowing, fresh
 from shared.queueing import QueueObserver, QueueSender, ServiceBusObserver, ServiceBusQueueSender
 from shared.settings import Settings, get_settings
 from shared.store.base import StateStore
@@ -132,14 +133,18 @@ class Services:
         """The pending marks: what was accepted and is not reconciled yet (docs/durability.md)."""
         return PendingWork(self.store, self.clock, timedelta(seconds=self.settings.pending_grace_seconds))
 
-    def carry_rule(self, messages: int, fresh: int) -> CarryRule | None:
-        """How a reconcile batch of ``messages`` messages, ``fresh`` of them not held before, may hold records back
-        for a fuller Marketo call (shared/pipeline/reconcile/carry.py); None when ``SYNC_CARRY_BUSY_MESSAGES`` is
-        0."""
+    def carry_rule(self, messages: int, notes: Sequence[Notification]) -> CarryRule | None:
+        """How a reconcile batch of ``messages`` messages, read as ``notes``, may hold records back for a fuller
+        Marketo call (shared/pipeline/reconcile/carry.py); None when ``SYNC_CARRY_BUSY_MESSAGES`` is 0."""
         size = self.settings.carry_busy_messages
         if size <= 0:
             return None
-        return CarryRule(busy(messages, fresh, size), self.clock(), timedelta(seconds=self.settings.carry_max_seconds))
+        return CarryRule(
+            busy(messages, flowing(notes), size),
+            self.clock(),
+            timedelta(seconds=self.settings.carry_max_seconds),
+            fresh=fresh(notes) > 0,
+        )
 
     @property
     def circuits(self) -> Circuits:

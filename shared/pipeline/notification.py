@@ -51,6 +51,9 @@ class Notification(BaseModel):
     held_since: datetime | None = Field(
         default=None, description="held back by a busy batch for a fuller Marketo call since (reconcile/carry.py)"
     )
+    held_flowing: bool = Field(
+        default=False, description="last held by a batch with fresh notifications: the stream flowed then"
+    )
 
     @model_validator(mode="after")
     def _identified(self) -> Notification:

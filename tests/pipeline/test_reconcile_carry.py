@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from shared.core.mapping import SyncMapping, load_mapping
 from shared.pipeline.notification import Notification, Source
 from shared.pipeline.reconcile.batch import Target
 from shared.pipeline.reconcile.carry import (
+    HOLD_DELAY,
+    HOLD_GRID,
     PERSONS,
     CarryRule,
     busy,
     call_group,
+    flowing,
     fresh,
     held_again,
+    hold_until,
     split_for_full_calls,
 )
 from shared.services import ROOT
@@ -91,4 +98,34 @@ def test_a_batch_is_busy_when_the_host_filled_it_and_fresh_changes_are_among_the
     assert busy(300, 300, 300)
     assert busy(900, 1, 300)
     assert not busy(299, 299, 300)  # formed by the host's wait: the stream is slow, nothing is held
-    assert not busy(700, 0, 300)  # only records held before: the stream stopped, they go out
+    assert not busy(700, 0, 300)  # only records held by held records: the stream stopped, they go out
+
+
+def test_records_a_flowing_batch_held_keep_a_batch_of_their_own_busy_once_then_go_out() -> None:
+    (target,) = _targets("account", 1)
+    (held,) = held_again(target, NOW, "a")  # by a batch with fresh changes
+    assert (fresh([held]), flowing([held]), held.held_flowing) == (0, 1, True)
+    # held records come back together, often as a batch of their own between fresh ones: still busy
+    assert busy(700, flowing([held] * 700), 300)
+
+    (again,) = held_again(Target("account", target.dynamics_id, [held]), NOW, "b", flowing=False)
+    assert not again.held_flowing
+    assert not busy(700, flowing([again] * 700), 300)  # held by held records alone: the stream stopped
+    assert flowing([again, target.notes[0]]) == 1  # a fresh change says the stream flows
+
+
+def test_records_held_within_one_interval_come_back_at_the_same_moment() -> None:
+    # NOW is on the grid; batches, or instances, holding records at any moment of one interval
+    start = NOW - HOLD_DELAY
+    times = [start + timedelta(milliseconds=1), start + HOLD_GRID / 2, start + HOLD_GRID]
+    assert {hold_until(t) for t in times} == {NOW + HOLD_GRID}
+    assert hold_until(start) == NOW  # on the grid already
+
+
+@given(st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)))
+def test_a_held_record_comes_back_on_the_grid_after_at_least_the_hold_delay_and_less_than_one_interval_more(
+    at: datetime,
+) -> None:
+    due = hold_until(at)
+    assert HOLD_DELAY <= due - at < HOLD_DELAY + HOLD_GRID
+    assert (due - NOW) % HOLD_GRID == timedelta(0)

@@ -9,7 +9,7 @@ from shared.core.circuit import ProbeSchedule
 from shared.pipeline.circuit import Circuits, Outage
 from shared.pipeline.pending import PendingWork, mark_key
 from shared.pipeline.reconcile import Reconciler
-from shared.pipeline.reconcile.carry import HELD_DONE, HOLD_DELAY, CarryRule
+from shared.pipeline.reconcile.carry import HELD_DONE, CarryRule, hold_until
 from tests.pipeline.reconcile_harness import QUEUE, Stack, stack
 
 __all__ = ["stack"]
@@ -52,8 +52,8 @@ def test_held_records_keep_their_marks_and_come_back_scheduled_and_the_rest_make
     assert set(pending.versions(notes)) == {mark_key(notes[2])}  # the held record's mark stays
     ((queue, message),) = stack.queue.sent
     (back,) = stack.queue.notes()
-    assert (queue, back.dynamics_id, back.held_since) == (QUEUE, ids[2], NOW)
-    assert message.scheduled_at == NOW + HOLD_DELAY
+    assert (queue, back.dynamics_id, back.held_since, back.held_flowing) == (QUEUE, ids[2], NOW, True)
+    assert message.scheduled_at == hold_until(NOW)
     assert stack.store.get_link("account", ids[2]) is None  # not pushed yet
 
     # it comes back with a batch that is not busy: pushed, its mark cleared
@@ -98,3 +98,15 @@ def test_held_records_a_batch_held_by_an_outage_wait_on_their_marks_like_the_res
     assert not report.carried
     assert set(pending.versions(notes)) == {mark_key(n) for n in notes}
     assert stack.queue.sent == []
+
+
+def test_records_held_by_a_batch_of_held_records_alone_go_back_saying_so(stack: Stack) -> None:
+    reconciler, pending = _reconciler(stack)
+    ids = [stack.create("account", name=f"Account {i}") for i in range(3)]
+    notes = [stack.changed("account", rid) for rid in ids]
+    pending.mark(notes)
+
+    reconciler.run(notes, carry=CarryRule(busy=True, now=NOW, call_size=2, fresh=False))
+
+    (back,) = stack.queue.notes()
+    assert (back.dynamics_id, back.held_flowing) == (ids[2], False)  # the next batch of held records lets it go

@@ -3,14 +3,16 @@
 Marketo takes 300 records a call (300 ids a read), so a busy stream costs the fewest calls when every call is
 full. A batch that came in busy (:func:`busy`: at least ``SYNC_CARRY_BUSY_MESSAGES`` messages, gathered by the
 Functions host within its 2 s ``maxBatchWaitTime``, fresh ones among them) makes only full
-calls in each call group; the records beyond the last whole 300 go back on the queue, due after
-:data:`HOLD_DELAY`, to join a later batch's. The call groups are the persons (leads and contacts together: one
+calls in each call group; the records beyond the last whole 300 go back on the queue, due at a mark of the
+clock (:func:`hold_until`), to join a later batch's: what every batch and instance held within one interval
+comes back together. The call groups are the persons (leads and contacts together: one
 read and one update per 300) and each one-way object (companies, opportunities, custom objects: one upsert per
 300 each). Sales persons and teams are never held: the records that name them are written after them.
 
 A held record keeps its pending mark (nothing is lost if its message is: the sweep sends it again), and its
-notification says since when it waits (``held_since``). A batch that is not busy takes everything, and so does a
-group in which a record has waited ``max_hold``. A held notification whose mark is gone when it comes back was
+notification says since when it waits (``held_since``) and whether the batch that held it had fresh
+notifications (``held_flowing``). A batch that is not busy takes everything, and so does a group in which a
+record has waited ``max_hold``. A held notification whose mark is gone when it comes back was
 reconciled meanwhile by a later change's batch: it is dropped without a call.
 """
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from shared.core.entities import MarketoObject
 from shared.core.mapping import SyncMapping
@@ -31,19 +33,25 @@ PERSONS = "persons"
 _HELD_OBJECTS = frozenset({MarketoObject.COMPANY, MarketoObject.OPPORTUNITY, MarketoObject.CUSTOM_OBJECT})
 HELD_DONE = "held back for a fuller call, and reconciled meanwhile by a later batch: nothing left to do"
 HOLD_DELAY = timedelta(seconds=2)
-"""How long held records stay off the queue (host.json's maxBatchWaitTime): the next batch forms from fresh
-messages alone, so only a stream that is still busy makes it busy, and the held records join the one after."""
+"""How long held records stay off the queue at least (host.json's maxBatchWaitTime): the next batch forms from
+fresh messages alone, and the held records join a later one."""
+HOLD_GRID = timedelta(seconds=2)
+"""Held records come back at a multiple of this on the clock (:func:`hold_until`), whichever batch or instance
+held them: every record held within one interval comes back at once and joins one batch, one call, instead of
+each batch's remainder following its own chain of batches and flushing as its own part-full call."""
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
 class CarryRule:
     """Whether a batch may hold records back (``busy``: it came in with at least the busy size), the time now,
-    the longest a record may wait, and Marketo's records per call."""
+    the longest a record may wait, Marketo's records per call, and whether the batch had fresh notifications."""
 
     busy: bool
     now: datetime
     max_hold: timedelta = timedelta(seconds=120)
     call_size: int = MAX_BATCH
+    fresh: bool = True  # the batch came with fresh notifications: what it holds was held while the stream flowed
 
 
 def call_group(mapping: SyncMapping, entity: str) -> str | None:
@@ -91,23 +99,41 @@ def split_for_full_calls(
 
 
 def fresh(notes: Sequence[Notification]) -> int:
-    """How many of a batch's notifications were not held back before (what makes a batch busy)."""
+    """How many of a batch's notifications were not held back before."""
     return sum(1 for n in notes if n.held_since is None)
 
 
-def busy(messages: int, fresh: int, size: int) -> bool:
+def flowing(notes: Sequence[Notification]) -> int:
+    """How many of a batch's notifications say the stream flowed a moment ago: the fresh ones, and the held ones
+    that a batch with fresh notifications held (what makes a batch busy)."""
+    return sum(1 for n in notes if n.held_since is None or n.held_flowing)
+
+
+def busy(messages: int, flowing: int, size: int) -> bool:
     """A batch of at least ``size`` messages (the host gathered them within its maxBatchWaitTime: the stream
-    runs at ``size`` per 2 s or more) with fresh ones among them: the stream still flows, more follow. Held records alone never
-    make a batch busy, so they cannot keep each other waiting once the stream stops (and ``max_hold`` bounds the
-    wait while it trickles on)."""
-    return messages >= size and fresh > 0
+    runs at ``size`` per 2 s or more) of which some say the stream flowed a moment ago (:func:`flowing`): more
+    follow. Held records come back together (:data:`HOLD_GRID`), often as a batch of their own between fresh
+    ones; those a flowing batch held keep such a batch busy once. Records held by held records alone never make
+    a batch busy, so they cannot keep each other waiting once the stream stops: they wait at most one more hold
+    (and ``max_hold`` bounds the wait while the stream trickles on)."""
+    return messages >= size and flowing > 0
 
 
-def held_again(target: Target, now: datetime, stamp: str) -> list[Notification]:
+def hold_until(now: datetime) -> datetime:
+    """When records held at ``now`` come back: the first multiple of :data:`HOLD_GRID` on the clock at least
+    :data:`HOLD_DELAY` away."""
+    earliest = now + HOLD_DELAY
+    steps = -((_EPOCH - earliest) // HOLD_GRID)  # ceiling division of timedeltas
+    return _EPOCH + steps * HOLD_GRID
+
+
+def held_again(target: Target, now: datetime, stamp: str, flowing: bool = True) -> list[Notification]:
     """The notifications of a held record, as they go back on the queue: fresh message ids (past duplicate
-    detection) and since when the record waits."""
+    detection), since when the record waits, and whether a batch with fresh notifications held it."""
     since = waiting_since(target, now)
     return [
-        n.model_copy(update={"held_since": since, "dedupe_key": f"{n.dedupe_key or ''}|held@{stamp}"})
+        n.model_copy(
+            update={"held_since": since, "held_flowing": flowing, "dedupe_key": f"{n.dedupe_key or ''}|held@{stamp}"}
+        )
         for n in target.notes
     ]

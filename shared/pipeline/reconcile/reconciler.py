@@ -30,7 +30,7 @@ from shared.pipeline.notification import Notification, notification_message
 from shared.pipeline.pending import PendingWork, mark_key
 from shared.pipeline.ports import LiveMapping
 from shared.pipeline.reconcile.batch import Batch, BatchReport, Target, plan_batch
-from shared.pipeline.reconcile.carry import HELD_DONE, HOLD_DELAY, CarryRule, held_again, split_for_full_calls
+from shared.pipeline.reconcile.carry import HELD_DONE, CarryRule, held_again, hold_until, split_for_full_calls
 from shared.pipeline.reconcile.error_lifecycle import settle_errors
 from shared.pipeline.reconcile.objects import reconcile_objects
 from shared.pipeline.reconcile.persons import reconcile_persons
@@ -150,7 +150,7 @@ class Reconciler:
         settled = settle_errors(self.store, report, targets_now, persons, started=started, at=self.clock())
         if settled.resolved:
             log.info("%d sync error(s) resolved: their records reconciled cleanly", len(settled.resolved))
-        self._finish(report)
+        self._finish(report, carry)
         self.mapping = batch.mapping  # fields marked broken stay out of this reconciler's next batches
         return report, bool(targets_now)
 
@@ -164,14 +164,15 @@ class Reconciler:
         ]
         self.queue.send(self.queue_name, messages)
 
-    def _finish(self, report: BatchReport) -> None:
+    def _finish(self, report: BatchReport, carry: CarryRule | None = None) -> None:
         if report.requeued:
             when = self.clock() + REQUEUE_DELAY
             self.queue.send(self.queue_name, [notification_message(n, when) for n in report.requeued])
         if report.carried:  # they join a later batch's records (their marks hold them meanwhile)
             now = self.clock()
-            held = [n for t in report.carried for n in held_again(t, now, now.isoformat())]
-            self.queue.send(self.queue_name, [notification_message(n, now + HOLD_DELAY) for n in held])
+            flowed = carry is None or carry.fresh
+            held = [n for t in report.carried for n in held_again(t, now, now.isoformat(), flowed)]
+            self.queue.send(self.queue_name, [notification_message(n, hold_until(now)) for n in held])
         for entity, _, decision in report.decisions:
             # Decisions carried out, counted as made: when two instances race on one record, both carried
             # out the same resolution (the loser is re-decided), so a collision can count twice.
