@@ -60,8 +60,9 @@ _NEW: Final = tuple.__new__  # builds a FieldDecision in one C call (its generat
 
 def decide(mapping: EntityMapping, state: RecordState) -> Decision:
     """Decide what to do for one record. Pure: the same inputs always give the same decision."""
+    if state.dynamics is not None and state.marketo is not None and state.sync_filter is not False:
+        return _reconcile(mapping, state)  # the common case first: both records read
     entity = mapping.entity
-    rule = mapping.rule
     if state.dynamics is None:
         if state.marketo is None:
             return Decision(entity, RecordAction.NOTHING, "the record exists on neither side")
@@ -72,16 +73,14 @@ def decide(mapping: EntityMapping, state: RecordState) -> Decision:
                 RecordAction.IGNORE_UNLINKED,
                 "a Marketo record with no Dynamics record is not pushed to Dynamics (use 'sync person to Dynamics')",
             )
-        if rule.marketo_object is MarketoObject.PERSON:
+        if mapping.rule.marketo_object is MarketoObject.PERSON:
             return Decision(
                 entity, RecordAction.FLAG_DELETED, "deleted in Dynamics: the person is flagged, nothing is deleted"
             )
         return Decision(entity, RecordAction.KEEP_DELETED, "deleted in Dynamics: the Marketo record is kept")
     if state.sync_filter is False:
         return Decision(entity, RecordAction.SKIP_FILTERED, "new_synctomkto is No: the record is kept out of the sync")
-    if state.marketo is None:
-        return _create(mapping, state.dynamics)
-    return _reconcile(mapping, state)
+    return _create(mapping, state.dynamics)
 
 
 def decide_one_way(
@@ -212,6 +211,8 @@ _Row = tuple[str, FieldDecision, _FieldPlan]  # a field's column, its outcome wh
 
 class _Prepared(NamedTuple):
     mapping: EntityMapping
+    entity: str
+    winner: Side  # the entity's collision winner
     plans: tuple[_FieldPlan, ...]
     broken: tuple[FieldDecision, ...]
     rows: tuple[_Row, ...]
@@ -257,7 +258,7 @@ def _prepared(mapping: EntityMapping) -> _Prepared:
     if len(_PLANS) > 256:  # mappings are reloaded now and then; never let old ones pile up
         _PLANS.clear()
     rows, echo_rows = tuple((p.column, p.in_sync, p) for p in plans), tuple((p.column, p.echo, p) for p in plans)
-    prepared = _Prepared(mapping, plans, broken, rows, echo_rows)
+    prepared = _Prepared(mapping, mapping.entity, mapping.rule.collision_winner, plans, broken, rows, echo_rows)
     _PLANS[id(mapping)] = prepared
     return prepared
 
@@ -265,8 +266,8 @@ def _prepared(mapping: EntityMapping) -> _Prepared:
 def _reconcile(mapping: EntityMapping, state: RecordState) -> Decision:
     dynamics, marketo, baseline = state.dynamics or {}, state.marketo or {}, state.baseline
     echo = state.trigger is not None and state.trigger.by_sync
-    winner = mapping.rule.collision_winner
     prepared = _prepared(mapping)
+    winner = prepared.winner
     new_baseline = dict(baseline)
     decisions: list[FieldDecision] = []
     # Python 3.11 specialises this loop's steps (dict subscripts, ``list.append``, ``type()``, ``is``) well below
@@ -289,7 +290,7 @@ def _reconcile(mapping: EntityMapping, state: RecordState) -> Decision:
         if decided.action is _TO_MARKETO or decided.action is _TO_DYNAMICS:
             new_baseline[column] = decided.value
         decisions.append(decided)
-    return _NEW(Decision, (mapping.entity, _SYNC, "reconciled", (*decisions, *prepared.broken), new_baseline))
+    return _NEW(Decision, (prepared.entity, _SYNC, "reconciled", (*decisions, *prepared.broken), new_baseline))
 
 
 def _differing(
