@@ -55,7 +55,7 @@ _SYNC = RecordAction.SYNC
 
 
 _MISSING: Final = object()
-_NEW: Final = tuple.__new__  # builds a FieldDecision in one C call (its generated ``__new__`` is Python code)
+_NEW: Final = tuple.__new__  # builds a FieldDecision or Decision in one C call (their ``__new__`` is Python code)
 
 
 def decide(mapping: EntityMapping, state: RecordState) -> Decision:
@@ -344,12 +344,12 @@ _COLLISION_REASONS = {  # by rule and whether Marketo won (an enum member hashes
 }
 
 
-def _owned(f: _FieldPlan, d: Canonical, m: Canonical, b: object) -> FieldDecision:
+def _owned(plan: _FieldPlan, d: Canonical, m: Canonical, b: object) -> FieldDecision:
     """A Marketo-owned field whose sides differ: Dynamics follows Marketo, whoever changed."""
     if b is not _MISSING and m == b and type(m) is type(b):
-        return _write_dynamics(f, m, Reason.MARKETO_OWNED_RESTORE)  # only Dynamics changed: restored
+        return _write_dynamics(plan, m, Reason.MARKETO_OWNED_RESTORE)  # only Dynamics changed: restored
     both = b is not _MISSING and not (d == b and type(d) is type(b))
-    return _write_dynamics(f, m, Reason.MARKETO_OWNED, _MARKETO if both else None)
+    return _write_dynamics(plan, m, Reason.MARKETO_OWNED, _MARKETO if both else None)
 
 
 def _collide(plan: _FieldPlan, winner: Side, d: Canonical, m: Canonical, state: RecordState) -> FieldDecision:
