@@ -2,7 +2,7 @@
 
 Marketo takes 300 records a call (300 ids a read), so a busy stream costs the fewest calls when every call is
 full. A batch that came in busy (:func:`busy`: at least ``SYNC_CARRY_BUSY_MESSAGES`` messages, gathered by the
-Functions host within its 2 s ``maxBatchWaitTime``, fresh ones among them) makes only full
+Functions host within its 2 s ``maxBatchWaitTime``, some saying the stream flows) makes only full
 calls in each call group; the records beyond the last whole 300 go back on the queue, due at a mark of the
 clock (:func:`hold_until`), to join a later batch's: what every batch and instance held within one interval
 comes back together. The call groups are the persons (leads and contacts together: one
