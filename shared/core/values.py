@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Final
+from typing import Final, TypeGuard
 from uuid import UUID
 
 from shared.core.mapping import FieldMapping, FieldType, LookupPart
@@ -258,9 +258,14 @@ def _multi_from_marketo(value: object, field: FieldMapping) -> Canonical:
     return _join_options([_label_to_value(p, field) for p in value.split(";") if p.strip()])
 
 
+def _canonical_id(value: object, field: FieldMapping) -> TypeGuard[str]:
+    """A lower-case GUID for a lookup's id, the form both APIs send: already what ``str(UUID(value))`` gives."""
+    return type(value) is str and _CANONICAL_GUID_RE.fullmatch(value) is not None and field.lookup_part is _ID
+
+
 def _lookup_from_dynamics(value: object, field: FieldMapping) -> Canonical:
-    if type(value) is str and _CANONICAL_GUID_RE.fullmatch(value) and field.lookup_part is _ID:
-        return value  # the Web API's form, already canonical: what UUID(value) would give
+    if _canonical_id(value, field):
+        return value
     if isinstance(value, Mapping):  # EntityReference as it appears in a plugin context
         ref_id, ref_name = value.get("Id"), value.get("Name")
     elif hasattr(value, "id"):  # a parsed reference value
@@ -278,7 +283,7 @@ def _lookup_from_dynamics(value: object, field: FieldMapping) -> Canonical:
 
 
 def _lookup_from_marketo(value: object, field: FieldMapping) -> Canonical:
-    if type(value) is str and _CANONICAL_GUID_RE.fullmatch(value) and field.lookup_part is _ID:
+    if _canonical_id(value, field):
         return value
     if field.lookup_part is LookupPart.NAME:
         return _text(value, field)
