@@ -7,7 +7,9 @@ room to spare). A busy process therefore pays one store round trip per lease, no
 ended hands its place to the next waiting thread without asking the store. A lease is closed (its unused calls
 given back, its calls' finish times and response times told) once its calls are done and no thread of the lane
 waits for it (after ``linger`` seconds without a call, for a process that calls one at a time), or when its
-``use_seconds`` are over.
+``use_seconds`` are over. Such a close rides on the next store request the process makes anyway when one is due
+(the taker draws, or waits for calls to leave a full window, or another lease still runs): a saturated process
+writes the row about once per lease, not twice.
 
 A 429 told through :meth:`LaneLimiter.throttled` pauses the whole budget (every instance, both lanes) until its
 ``Retry-After`` passes. If the ledger cannot be reached (the state store is down) the call goes through
@@ -113,6 +115,7 @@ class LaneLimiter:
         self._waiting = 0
         self._taking = False
         self._drawing = False
+        self._window_wait = False  # the taker sleeps until calls leave the window: closes ride on its next draw
         self._usage_checked: float | None = None
         self._down_until = 0.0  # the store failed: the local share until then, without asking it again
         self.draws = 0  # ledger requests (for the benchmark and tests)
@@ -229,7 +232,12 @@ class LaneLimiter:
             delay = self._backoff(answer.retry_after, answer.reason)
             with self._cond:  # this process's own leases: wake to close (and give back) what ends unused
                 use_by = min((lease.use_by for lease in self._leases), default=now + delay)
-            self._sleep(max(0.01, min(delay, use_by - now + 0.01)))
+                self._window_wait = answer.reason == "window"
+            try:
+                self._sleep(max(0.01, min(delay, use_by - now + 0.01)))
+            finally:
+                with self._cond:
+                    self._window_wait = False
 
     def _backoff(self, retry_after: float, reason: str) -> float:
         """How long the taker waits before asking again. Holders polling a full concurrency are spread over 0.5 to
@@ -247,6 +255,17 @@ class LaneLimiter:
             return ()
         self._leases = [lease for lease in self._leases if lease not in done]
         return tuple(Close(lease.id, tuple(lease.finishes), lease.seconds) for lease in done)
+
+    def _closable_now(self, now: float) -> tuple[Close, ...]:
+        """What a call that ended (or a lingering lease's timer) closes by itself: nothing while another store
+        request of this process will carry the closes anyway, that is while the taker draws or sleeps until calls
+        leave a full window, or while another lease of this process still has calls to run or start (the closes go
+        with that one's close or the next draw). Lock held."""
+        if self._drawing or self._window_wait:
+            return ()
+        if any(not self._done(lease, now) for lease in self._leases if lease.running or lease.usable(now)):
+            return ()
+        return self._closable(now)
 
     def _done(self, lease: _Lease, now: float) -> bool:
         """All its calls finished, and no call of this process will start on it. Lock held."""
@@ -266,7 +285,7 @@ class LaneLimiter:
             lease.seconds += max(0.0, now - started)
             if lease.running == 0:
                 lease.idle_since = self._idle_clock()
-            closes = () if self._drawing else self._closable(now)
+            closes = self._closable_now(now)
             lingering = self.linger > 0 and lease.running == 0 and lease in self._leases
             self._cond.notify_all()
         self._close(closes, now)
@@ -278,7 +297,7 @@ class LaneLimiter:
     def _close_idle(self) -> None:
         with self._cond:
             now = self._clock()
-            closes = () if self._drawing else self._closable(now)
+            closes = self._closable_now(now)
         self._close(closes, now)
 
     def _close(self, closes: tuple[Close, ...], now: float) -> None:

@@ -4,6 +4,7 @@ use; an idle lease is closed at once, or after ``linger`` for a process that cal
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 from shared.budget.lanes import LaneLimiter
@@ -86,3 +87,42 @@ def test_a_lingering_lease_serves_the_next_call_without_the_store_and_closes_onc
     limiter._close_idle()  # what the timer runs once ``linger`` passed without a call
     after = ledger.usage(clock.time())
     assert (after.in_window, after.in_flight) == (2, 0)
+
+
+def test_a_finished_lease_is_closed_with_the_next_store_request_its_process_makes_anyway(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = StoreLedger(SqliteRows(tmp_path / "state.sqlite3"), LIMITS)
+    limiter = LaneLimiter(ledger, Lane.LIVE, fallback=RateLimiter(), clock=clock.time, sleep=clock.sleep, max_chunk=1)
+    with ExitStack() as first:
+        first.enter_context(limiter.slot())  # a lease of one call
+        with limiter.slot():  # a second lease, drawn while the first runs
+            requests = ledger.requests
+            first.close()  # the first lease is spent: its close waits for the second's
+            assert ledger.requests == requests
+            assert ledger.usage(clock.time()).in_flight == 2
+            requests = ledger.requests
+    assert ledger.requests == requests + 2  # both closed in one read and one write
+    after = ledger.usage(clock.time())
+    assert (after.in_window, after.in_flight) == (2, 0)
+
+
+def test_calls_that_end_while_the_taker_waits_for_a_full_window_are_closed_by_its_next_draw(tmp_path: Path) -> None:
+    clock = FakeClock()
+    limits = BudgetLimits(calls_per_window=2, headroom=0.0, skew=0.0)
+    ledger = StoreLedger(SqliteRows(tmp_path / "state.sqlite3"), limits)
+    running = ExitStack()
+    quiet: list[bool] = []
+
+    def sleep(seconds: float) -> None:  # the other calls end while the taker sleeps
+        requests = ledger.requests
+        running.close()
+        quiet.append(ledger.requests == requests)
+        clock.sleep(seconds)
+
+    limiter = LaneLimiter(ledger, Lane.LIVE, fallback=RateLimiter(), clock=clock.time, sleep=sleep, max_chunk=1)
+    running.enter_context(limiter.slot())
+    running.enter_context(limiter.slot())  # the window's two calls
+    with limiter.slot():  # refused for the window, then granted once the two left it
+        usage = ledger.usage(clock.time())
+    assert quiet[0]  # the two calls' ends wrote nothing themselves
+    assert (usage.in_flight, usage.in_window) == (1, 1)  # closed by the draws: the two left the window
