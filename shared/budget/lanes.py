@@ -9,7 +9,8 @@ given back, its calls' finish times and response times told) once its calls are 
 waits for it (after ``linger`` seconds without a call, for a process that calls one at a time), or when its
 ``use_seconds`` are over. Such a close rides on the next store request the process makes anyway when one is due
 (the taker draws, or waits for calls to leave a full window, or another lease still runs): a saturated process
-writes the row about once per lease, not twice.
+writes the row about once per lease, not twice. A grant's calls start within its ``use_seconds`` (the ledger counts
+on it): one that arrives later than that (a store round trip that slow) is given back unused and drawn again.
 
 A 429 told through :meth:`LaneLimiter.throttled` pauses the whole budget (every instance, both lanes) until its
 ``Retry-After`` passes. If the ledger cannot be reached (the state store is down) the call goes through
@@ -209,7 +210,6 @@ class LaneLimiter:
                 with self._cond:
                     self._drawing = False
             if answer.granted:
-                self.grants += 1
                 lease = _Lease(
                     grant_id,
                     answer.granted,
@@ -218,9 +218,16 @@ class LaneLimiter:
                     started=1,
                     running=1,
                 )
+                late = self._clock() >= lease.use_by
+                if late:  # the round trip outlasted the grant's use_seconds: the ledger expects no call to start on it
+                    lease.started = lease.running = 0
+                    log.warning("%s budget: a grant came too late to use; given back", self.service)
                 with self._cond:
-                    self._leases.append(lease)
+                    self._leases.append(lease)  # a late one is closed (all its calls given back) by the next draw
                     self._cond.notify_all()
+                if late:
+                    continue
+                self.grants += 1
                 return lease
             if answer.reason == DAILY_RESERVE:
                 resets = datetime.fromtimestamp(next_day_start(now, self.ledger.limits.day_zone), UTC)

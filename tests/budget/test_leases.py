@@ -8,7 +8,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from shared.budget.lanes import LaneLimiter
-from shared.budget.rules import Lane
+from shared.budget.rules import Answer, Lane, Request
 from shared.marketo.budget import BudgetLimits
 from shared.marketo.limiter import RateLimiter
 from shared.store.budget import StoreLedger
@@ -126,3 +126,30 @@ def test_calls_that_end_while_the_taker_waits_for_a_full_window_are_closed_by_it
         usage = ledger.usage(clock.time())
     assert quiet[0]  # the two calls' ends wrote nothing themselves
     assert (usage.in_flight, usage.in_window) == (1, 1)  # closed by the draws: the two left the window
+
+
+def test_a_grant_that_arrives_after_its_use_seconds_is_given_back_and_drawn_again(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = StoreLedger(SqliteRows(tmp_path / "state.sqlite3"), LIMITS)
+    slow = [True]
+
+    class SlowStore:  # the first round trip outlasts the time a grant's calls have to start in
+        limits = LIMITS
+
+        def draw(self, request: Request, now: float) -> Answer:
+            answer = ledger.draw(request, now)
+            if slow[0] and answer.granted:
+                slow[0] = False
+                clock.advance(LIMITS.use_seconds + 1.0)
+            return answer
+
+    used: list[bool] = []
+    limiter = LaneLimiter(SlowStore(), Lane.LIVE, fallback=RateLimiter(), clock=clock.time, sleep=clock.sleep)  # type: ignore[arg-type]
+    with limiter.slot():
+        used += [clock.time() < lease.use_by for lease in limiter._leases if lease.running]
+        during = ledger.usage(clock.time())
+    assert used == [True]  # the call started within its grant's use_seconds
+    assert limiter.draws == 3  # the late grant, the one used, and that one's close
+    assert during.in_flight == 1  # the late grant was closed with the second draw, every call given back
+    after = ledger.usage(clock.time())
+    assert (after.in_window, after.in_flight) == (1, 0)
