@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.python_source import parse
+
 ROOT = Path(__file__).resolve().parent.parent
 GIT = shutil.which("git") or "git"
 
@@ -150,7 +152,7 @@ def _imports(path: Path) -> list[tuple[int, str]]:
 
 def _imports_of(source: str, module: str, *, is_package: bool) -> list[tuple[int, str]]:
     """Every module a source imports, with the line, relative imports resolved against its package."""
-    tree = ast.parse(source)
+    tree = parse(source)
     package = module.split(".")
     if not is_package:
         package = package[:-1]
@@ -270,7 +272,7 @@ def test_the_pipeline_speaks_no_http_and_reads_no_service_error_text() -> None:
     the orchestration never needs a regular expression on what a service wrote."""
     found = []
     for path in _pipeline_files():
-        tree = ast.parse(path.read_text())
+        tree = parse(path.read_text(), str(path))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import | ast.ImportFrom):
                 module = [node.module] if isinstance(node, ast.ImportFrom) and node.module else []

@@ -6,6 +6,7 @@ advances a clock the simulator also reads, so Retry-After and the 5-minute windo
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -117,14 +118,33 @@ def _build(mode: str, sim: DataverseSimulator, clock: FakeClock, webhooks: Captu
 
 
 class _Switch:
-    """One loopback server for the whole session (stopping one costs its 0.5 s poll); each test plugs its sim in."""
+    """One loopback server for the whole session (stopping one costs its 0.5 s poll); each test plugs its sim in.
+
+    A test whose client gave up on a simulated timeout leaves the server's thread asleep in the simulator;
+    :meth:`settle` waits for it, so no call of one test lands in (or logs during) the next.
+    """
 
     def __init__(self) -> None:
         self.target: DataverseSimulator | None = None
+        self._busy = 0
+        self._idle = threading.Condition()
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         assert self.target is not None
-        return self.target(request)
+        with self._idle:
+            self._busy += 1
+        try:
+            return self.target(request)
+        except httpx.TimeoutException:  # simulated: the client has stopped waiting; nobody reads this answer
+            return httpx.Response(504, json={"error": {"code": "simulated-timeout", "message": "simulated timeout"}})
+        finally:
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
+
+    def settle(self, timeout: float = 30.0) -> None:
+        with self._idle:
+            assert self._idle.wait_for(lambda: self._busy == 0, timeout), "a loopback call never finished"
 
 
 @pytest.fixture(scope="session")
@@ -147,3 +167,5 @@ def env(request: pytest.FixtureRequest) -> Iterator[Env]:
         env = _build("loopback", sim, clock, webhooks, base)
     yield env
     env.http.close()
+    if request.param == "loopback":
+        switch.settle()
