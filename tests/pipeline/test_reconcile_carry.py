@@ -13,6 +13,7 @@ from shared.pipeline.reconcile.batch import Target
 from shared.pipeline.reconcile.carry import (
     HOLD_DELAY,
     HOLD_GRID,
+    OBJECT_HOLD_GRID,
     PERSONS,
     CarryRule,
     busy,
@@ -129,3 +130,34 @@ def test_a_held_record_comes_back_on_the_grid_after_at_least_the_hold_delay_and_
     due = hold_until(at)
     assert HOLD_DELAY <= due - at < HOLD_DELAY + HOLD_GRID
     assert (due - NOW) % HOLD_GRID == timedelta(0)
+
+
+GROUPS = sorted({g for e in MAPPING.by_entity for g in [call_group(MAPPING, e)] if g not in (None, PERSONS)})
+
+
+def test_every_one_way_type_comes_back_at_its_own_odd_second_of_the_object_grid() -> None:
+    assert GROUPS  # account, opportunity, the custom object
+    marks = {g: (hold_until(NOW, g) - NOW) % OBJECT_HOLD_GRID for g in GROUPS}
+    assert all(mark.seconds % 2 == 1 for mark in marks.values())  # never on the persons' even seconds
+    assert len(set(marks.values())) == len(GROUPS)  # apart from each other
+    assert hold_until(NOW, PERSONS) == hold_until(NOW)
+
+
+@given(
+    st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)),
+    st.sampled_from(GROUPS or ["account"]),
+)
+def test_a_held_object_comes_back_on_its_mark_after_at_least_the_hold_delay_and_less_than_one_object_interval_more(
+    at: datetime, group: str
+) -> None:
+    due = hold_until(at, group)
+    assert HOLD_DELAY <= due - at < HOLD_DELAY + OBJECT_HOLD_GRID
+    assert (due - hold_until(NOW, group)) % OBJECT_HOLD_GRID == timedelta(0)  # the same second of every interval
+
+
+def test_objects_held_within_one_object_interval_come_back_at_the_same_moment() -> None:
+    for group in GROUPS:
+        due = hold_until(NOW, group)
+        start = due - HOLD_DELAY - OBJECT_HOLD_GRID  # held just after this, any time up to the due moment - delay
+        times = [start + timedelta(milliseconds=1), start + OBJECT_HOLD_GRID / 2, start + OBJECT_HOLD_GRID]
+        assert {hold_until(t, group) for t in times} == {due}

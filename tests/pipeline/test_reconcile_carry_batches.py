@@ -9,7 +9,7 @@ from shared.core.circuit import ProbeSchedule
 from shared.pipeline.circuit import Circuits, Outage
 from shared.pipeline.pending import PendingWork, mark_key
 from shared.pipeline.reconcile import Reconciler
-from shared.pipeline.reconcile.carry import HELD_DONE, CarryRule, hold_until
+from shared.pipeline.reconcile.carry import HELD_DONE, PERSONS, CarryRule, hold_until
 from tests.pipeline.reconcile_harness import QUEUE, Stack, stack
 
 __all__ = ["stack"]
@@ -53,7 +53,7 @@ def test_held_records_keep_their_marks_and_come_back_scheduled_and_the_rest_make
     ((queue, message),) = stack.queue.sent
     (back,) = stack.queue.notes()
     assert (queue, back.dynamics_id, back.held_since, back.held_flowing) == (QUEUE, ids[2], NOW, True)
-    assert message.scheduled_at == hold_until(NOW)
+    assert message.scheduled_at == hold_until(NOW, "account")  # on the companies' own mark
     assert stack.store.get_link("account", ids[2]) is None  # not pushed yet
 
     # it comes back with a batch that is not busy: pushed, its mark cleared
@@ -110,3 +110,5 @@ def test_records_held_by_a_batch_of_held_records_alone_go_back_saying_so(stack: 
 
     (back,) = stack.queue.notes()
     assert (back.dynamics_id, back.held_flowing) == (ids[2], False)  # the next batch of held records lets it go
+    ((_, message),) = stack.queue.sent
+    assert message.scheduled_at == hold_until(NOW, PERSONS)  # the stream may have stopped: back on the fine grid

@@ -4,7 +4,8 @@ Marketo takes 300 records a call (300 ids a read), so a busy stream costs the fe
 full. A batch that came in busy (:func:`busy`: at least ``SYNC_CARRY_BUSY_MESSAGES`` messages, gathered by the
 Functions host within its 2 s ``maxBatchWaitTime``, some saying the stream flows) makes only full
 calls in each call group; the records beyond the last whole 300 go back on the queue, due at a mark of the
-clock (:func:`hold_until`), to join a later batch's: what every batch and instance held within one interval
+clock (:func:`hold_until`: every 2 s for persons, every 10 s at its own second for each one-way object type), to
+join a later batch's: what every batch and instance held within one interval
 comes back together. The call groups are the persons (leads and contacts together: one
 read and one update per 300) and each one-way object (companies, opportunities, custom objects: one upsert per
 300 each). Sales persons and teams are never held: the records that name them are written after them.
@@ -18,6 +19,7 @@ reconciled meanwhile by a later change's batch: it is dropped without a call.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +41,12 @@ HOLD_GRID = timedelta(seconds=2)
 """Held records come back at a multiple of this on the clock (:func:`hold_until`), whichever batch or instance
 held them: every record held within one interval comes back at once and joins one batch, one call, instead of
 each batch's remainder following its own chain of batches and flushing as its own part-full call."""
+OBJECT_HOLD_GRID = timedelta(seconds=10)
+"""A one-way object's held records come back on this coarser grid, each object type at its own odd second of it
+(:func:`hold_until`): between the persons' marks and apart from the other types (five seconds to share: two types
+meet only if their names hash alike), as one run of messages that mostly joins one batch. Held on the fine grid, a type's few held records were spread over the several batches of each
+mark, and each batch flushed its share as a call of its own once a record had waited ``max_hold``. What a batch of
+held records alone holds again comes back on the fine grid: if the stream stopped, it goes out seconds later."""
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -119,12 +127,18 @@ def busy(messages: int, flowing: int, size: int) -> bool:
     return messages >= size and flowing > 0
 
 
-def hold_until(now: datetime) -> datetime:
-    """When records held at ``now`` come back: the first multiple of :data:`HOLD_GRID` on the clock at least
-    :data:`HOLD_DELAY` away."""
-    earliest = now + HOLD_DELAY
-    steps = -((_EPOCH - earliest) // HOLD_GRID)  # ceiling division of timedeltas
-    return _EPOCH + steps * HOLD_GRID
+def hold_until(now: datetime, group: str = PERSONS) -> datetime:
+    """When records of call ``group`` held at ``now`` come back, at least :data:`HOLD_DELAY` away: persons at the
+    next multiple of :data:`HOLD_GRID` on the clock, a one-way object type at its own odd second of
+    :data:`OBJECT_HOLD_GRID` (the same for every batch and instance: a stable hash of the group's name)."""
+    grid, offset = HOLD_GRID, timedelta(0)
+    if group != PERSONS:
+        grid = OBJECT_HOLD_GRID
+        slot = zlib.crc32(group.encode()) % (OBJECT_HOLD_GRID // HOLD_GRID)  # the odd seconds: 1, 3, 5, 7, 9
+        offset = slot * HOLD_GRID + HOLD_GRID / 2
+    earliest = now + HOLD_DELAY - offset
+    steps = -((_EPOCH - earliest) // grid)  # ceiling division of timedeltas
+    return _EPOCH + steps * grid + offset
 
 
 def held_again(target: Target, now: datetime, stamp: str, flowing: bool = True) -> list[Notification]:

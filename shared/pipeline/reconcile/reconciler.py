@@ -30,7 +30,15 @@ from shared.pipeline.notification import Notification, notification_message
 from shared.pipeline.pending import PendingWork, mark_key
 from shared.pipeline.ports import LiveMapping
 from shared.pipeline.reconcile.batch import Batch, BatchReport, Target, plan_batch
-from shared.pipeline.reconcile.carry import HELD_DONE, CarryRule, held_again, hold_until, split_for_full_calls
+from shared.pipeline.reconcile.carry import (
+    HELD_DONE,
+    PERSONS,
+    CarryRule,
+    call_group,
+    held_again,
+    hold_until,
+    split_for_full_calls,
+)
 from shared.pipeline.reconcile.error_lifecycle import settle_errors
 from shared.pipeline.reconcile.objects import reconcile_objects
 from shared.pipeline.reconcile.persons import reconcile_persons
@@ -171,8 +179,13 @@ class Reconciler:
         if report.carried:  # they join a later batch's records (their marks hold them meanwhile)
             now = self.clock()
             flowed = carry is None or carry.fresh
-            held = [n for t in report.carried for n in held_again(t, now, now.isoformat(), flowed)]
-            self.queue.send(self.queue_name, [notification_message(n, hold_until(now)) for n in held])
+            # held again by a batch of held records alone (the stream may have stopped): back on the fine grid
+            held = [
+                notification_message(n, hold_until(now, (flowed and call_group(self.mapping, t.entity)) or PERSONS))
+                for t in report.carried
+                for n in held_again(t, now, now.isoformat(), flowed)
+            ]
+            self.queue.send(self.queue_name, held)
         for entity, _, decision in report.decisions:
             # Decisions carried out, counted as made: when two instances race on one record, both carried
             # out the same resolution (the loser is re-decided), so a collision can count twice.
