@@ -19,7 +19,7 @@ from shared.marketo.lanes import DAILY_RESERVE, LaneLimiter
 from shared.marketo.limiter import RateLimiter
 from shared.store.budget import StoreLedger
 from shared.store.sqlite import SqliteRows
-from tests.budget.callers import calls_for, densest, hammer, in_processes, most_at_once
+from tests.budget.callers import VirtualClock, calls_for, densest, hammer, in_processes, most_at_once
 from tests.marketo_harness import FakeClock, marketo_harness
 
 LIMITS = BudgetLimits(headroom=0.0, skew=0.0)  # 100 calls per 20 s, 10 concurrent, 30 % kept for live
@@ -83,7 +83,7 @@ def test_a_grant_stamped_in_the_future_is_dropped() -> None:
 
 
 def test_threads_of_many_holders_never_pass_the_ceiling_and_fill_it(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = VirtualClock()
     path = tmp_path / "state.sqlite3"
     holders = [lane(StoreLedger(SqliteRows(path), LIMITS), Lane.LIVE, clock) for _ in range(3)]  # ETag races
     spans = [(start, end) for start, end, _ in hammer(holders, clock, threads=12, seconds=70.0, join_timeout=60)]

@@ -8,14 +8,13 @@ from shared.marketo.lanes import LaneLimiter
 from shared.marketo.limiter import RateLimiter
 from shared.store.base import StateStore
 from shared.store.budget import StoreLedger
-from tests.budget.callers import densest, hammer, most_at_once
-from tests.marketo_harness import FakeClock
+from tests.budget.callers import VirtualClock, densest, hammer, most_at_once
 
 LIMITS = BudgetLimits(calls_per_window=40, headroom=0.0, max_concurrency=6, skew=0.0)
 
 
 def test_holders_racing_on_the_ledger_row_never_pass_the_ceiling(store: StateStore) -> None:
-    clock = FakeClock()
+    clock = VirtualClock()
     ledger = StoreLedger(store, LIMITS)
     fallback = RateLimiter(clock=clock.time, sleep=clock.sleep)
     holders = [
