@@ -117,6 +117,9 @@ class LaneLimiter:
         self._taking = False
         self._drawing = False
         self._window_wait = False  # the taker sleeps until calls leave the window: closes ride on its next draw
+        self._linger_wake = threading.Condition()  # the closer's own: it waits on real time, apart from ``_cond``
+        self._linger_due: float | None = None
+        self._closer: threading.Thread | None = None
         self._usage_checked: float | None = None
         self._down_until = 0.0  # the store failed: the local share until then, without asking it again
         self.draws = 0  # ledger requests (for the benchmark and tests)
@@ -297,9 +300,39 @@ class LaneLimiter:
             self._cond.notify_all()
         self._close(closes, now)
         if lingering:  # kept for this process's next call; closed if none comes within ``linger``
-            timer = threading.Timer(self.linger * 1.05 + 0.01, self._close_idle)
-            timer.daemon = True
-            timer.start()
+            self._linger_until(self._idle_clock() + self.linger * 1.05 + 0.01)
+
+    def _linger_until(self, due: float) -> None:
+        """The closer closes what is idle at ``due`` (idle clock), unless a later call moved it on. One thread per
+        limiter, started at its first lingering call, not a timer thread per call: a process calling one at a
+        time made a thread per call, and each new thread that allocates may take a malloc arena of its own."""
+        with self._linger_wake:
+            self._linger_due = due  # the latest call's: every lease idle by then has lingered long enough
+            if self._closer is None:
+                self._closer = threading.Thread(target=self._closer_loop, name=f"{self.holder}-linger", daemon=True)
+                self._closer.start()
+            self._linger_wake.notify()
+
+    def _closer_loop(self) -> None:
+        """Until nothing is due: a process that stopped calling keeps no thread for it."""
+        while True:
+            with self._linger_wake:
+                while (left := self._linger_left()) > 0:
+                    self._linger_wake.wait(left)
+                if left < 0:
+                    self._closer = None
+                    return
+                self._linger_due = None
+            try:
+                self._close_idle()
+            except Exception:  # never ends the closer: the grants expire by themselves (conservatively late)
+                log.exception("%s budget: lingering leases not closed", self.service)
+
+    def _linger_left(self) -> float:
+        """Seconds until the closer is due; 0 when due now; -1 when nothing is due. ``_linger_wake`` held."""
+        if self._linger_due is None:
+            return -1.0
+        return max(0.0, self._linger_due - self._idle_clock())
 
     def _close_idle(self) -> None:
         with self._cond:

@@ -4,6 +4,8 @@ use; an idle lease is closed at once, or after ``linger`` for a process that cal
 
 from __future__ import annotations
 
+import threading
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -169,3 +171,22 @@ def test_a_grant_that_arrives_after_its_use_seconds_is_given_back_and_drawn_agai
     assert during.in_flight == 1  # the late grant was closed with the second draw, every call given back
     after = ledger.usage(clock.time())
     assert (after.in_window, after.in_flight) == (1, 0)
+
+
+def test_one_closer_thread_serves_a_lingering_lease_and_ends_once_nothing_is_due(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = StoreLedger(SqliteRows(tmp_path / "state.sqlite3"), LIMITS)
+    limiter = LaneLimiter(
+        ledger, Lane.LIVE, fallback=RateLimiter(), clock=clock.time, sleep=clock.sleep, max_lease=20, linger=0.05
+    )
+    before = threading.active_count()
+    for _ in range(30):  # one call at a time: each leaves the lease lingering
+        with limiter.slot():
+            pass
+    assert threading.active_count() <= before + 1  # one closer, not a timer thread per call
+    deadline = time.monotonic() + 10.0  # real time: the closer waits on it (``linger``), not on the fake clock
+    while (limiter._closer is not None or ledger.usage(clock.time()).in_flight) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    after = ledger.usage(clock.time())
+    assert (after.in_window, after.in_flight) == (30, 0)  # closed by the closer, the unused calls given back
+    assert limiter._closer is None  # and the closer ended: nothing was due any more
