@@ -272,15 +272,20 @@ def dataverse_lanes(
     gate = getattr(client, "gate", None)
     if settings.dataverse_budget != "shared" or not isinstance(gate, ConcurrencyGate):
         return client, client
-    # Each process's own gate: DATAVERSE_MAX_CONCURRENCY, no longer divided by the callers (the budget holds the sum).
+    # Each process's own gate: DATAVERSE_MAX_CONCURRENCY, no longer divided by the callers (the budget holds the sum),
+    # one for both lanes; the backfill's requests leave the live reserve's share of it to live requests.
     per_process = max(1, min(settings.dataverse_max_concurrency, settings.dataverse_concurrency))
-    if isinstance(gate, BudgetGate):  # the live client of services built before: its budget
-        live, ledger, fallback = client, gate.lane.ledger, gate.lane.fallback
+    keep = math.ceil(per_process * settings.dataverse_live_reserve_percent / 100)
+    if isinstance(gate, BudgetGate):  # the live client of services built before: its budget and process gate
+        live, ledger, fallback, process = client, gate.lane.ledger, gate.lane.fallback, gate.process
     else:
         ledger = StoreLedger(store, dataverse_budget_limits(settings), name=DATAVERSE_LEDGER)
         fallback = dataverse_fallback(settings)
-        live = client.with_gate(BudgetGate(_dataverse_lane(client, ledger, Lane.LIVE, fallback), per_process))
-    backfill = BudgetGate(_dataverse_lane(client, ledger, Lane.BACKFILL, fallback), per_process)
+        process = ConcurrencyGate(per_process)
+        live_lane = _dataverse_lane(client, ledger, Lane.LIVE, fallback)
+        live = client.with_gate(BudgetGate(live_lane, per_process, process=process))
+    backfill_lane = _dataverse_lane(client, ledger, Lane.BACKFILL, fallback)
+    backfill = BudgetGate(backfill_lane, per_process, process=process, keep=keep)
     return live, client.with_gate(backfill)
 
 

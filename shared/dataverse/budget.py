@@ -44,18 +44,43 @@ class DataverseLimits(Limits):
 
 class BudgetGate(ConcurrencyGate):
     """The session's gate over one lane of the shared Dataverse budget: the process's own gate first (its
-    configured cap and the ``x-ms-dop-hint``), then a lease from the tenant's budget."""
+    configured cap and the ``x-ms-dop-hint``, shared by both lanes of the process; a backfill lane leaves ``keep``
+    places of it to live requests), then a lease from the tenant's budget."""
 
-    def __init__(self, lane: LaneLimiter, configured: int = 16) -> None:
+    def __init__(
+        self, lane: LaneLimiter, configured: int = 16, *, process: ConcurrencyGate | None = None, keep: int = 0
+    ) -> None:
         super().__init__(configured)
         self.lane = lane
+        self.process = process or ConcurrencyGate(configured)
+        self.keep = max(0, keep)
 
     def __repr__(self) -> str:
-        return f"BudgetGate({self.lane!r}, limit={self.limit})"
+        return f"BudgetGate({self.lane!r}, limit={self.limit}, keep={self.keep})"
+
+    @property
+    def configured(self) -> int:
+        return self.process.configured
+
+    @property
+    def limit(self) -> int:
+        return self.process.limit
+
+    @property
+    def in_flight(self) -> int:
+        """The process's requests in flight now, both lanes."""
+        return self.process.in_flight
+
+    @property
+    def peak(self) -> int:
+        return self.process.peak
+
+    def observe_hint(self, raw: str | None) -> None:
+        self.process.observe_hint(raw)
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        with super().slot(), self.lane.slot():
+    def slot(self, keep: int = 0) -> Iterator[None]:
+        with self.process.slot(max(keep, self.keep)), self.lane.slot():
             yield
 
     def throttled(self, retry_after: float | None) -> None:

@@ -61,9 +61,11 @@ class ConcurrencyGate:
         (``shared/dataverse/budget.py``) also pauses every other instance until it passes."""
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
+    def slot(self, keep: int = 0) -> Iterator[None]:
+        """One request's place. ``keep``: places this request leaves free for others (a backfill's: the live
+        reserve), so it waits while fewer than ``keep`` + 1 are free; never below one place of its own."""
         with self._condition:
-            while self._in_flight >= self.limit:
+            while self._in_flight >= max(1, self.limit - keep):
                 self._condition.wait()
             self._in_flight += 1
             self._peak = max(self._peak, self._in_flight)
@@ -72,4 +74,4 @@ class ConcurrencyGate:
         finally:
             with self._condition:
                 self._in_flight -= 1
-                self._condition.notify()
+                self._condition.notify_all()  # waiters keep different reserves: the one woken may not fit

@@ -5,6 +5,7 @@ the backfill lane leaves the live share; execution time counts; a store outage f
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -247,6 +248,8 @@ def test_the_reconcile_gets_the_live_lane_and_the_job_runner_the_backfill_lane(s
     assert isinstance(jobs, BudgetGate)
     assert (live.lane.lane, jobs.lane.lane) == (Lane.LIVE, Lane.BACKFILL)
     assert live.lane.ledger is jobs.lane.ledger, "one budget, in the store every instance shares"
+    assert live.process is jobs.process, "one DATAVERSE_MAX_CONCURRENCY for the process, not one per lane"
+    assert (live.keep, jobs.keep) == (0, math.ceil(jobs.configured * 0.3))  # the backfill leaves the live reserve
     svc.dataverse.whoami()
     svc.dataverse_jobs.whoami()
     assert live.usage().in_window >= 2  # both lanes' requests counted in the one ledger
