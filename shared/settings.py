@@ -214,6 +214,11 @@ class Settings(BaseSettings):
     )
     log_format: Literal["text", "json"] = Field(default="text", validation_alias=AliasChoices("LOG_FORMAT"))
 
+    # --- The process (shared/memory.py) ------------------------------------------------------------------------
+    malloc_mmap_threshold: int = Field(
+        default=131072, ge=4096, le=32 * 1024 * 1024, validation_alias=AliasChoices("MALLOC_MMAP_THRESHOLD_")
+    )
+
     # --- Local host (python -m local) ----------------------------------------------------------------------------
     local_functions_key: SecretStr = Field(default=SecretStr(""), validation_alias=AliasChoices("LOCAL_FUNCTIONS_KEY"))
 
