@@ -95,16 +95,15 @@ class VirtualClock(FakeClock):
         with self._state:
             self._running += 1
 
-    def leave(self) -> None:
-        with self._state:
-            self._running -= 1
-            self._state.notify_all()
-
     def block(self) -> None:
         """The calling participant waits for another one (on a :class:`VirtualCondition`)."""
         with self._state:
             self._running -= 1
             self._state.notify_all()
+
+    def leave(self) -> None:
+        """The calling participant is done: to the clock, one that never runs again."""
+        self.block()
 
     def unblock(self, n: int) -> None:
         """``n`` blocked participants were woken: they run again from this moment, before the OS runs them."""
