@@ -101,13 +101,16 @@ class DataverseReads(DataverseSession):
         next_link: str | None = None,
     ) -> tuple[list[Record], str | None]:
         """One page of a query: the first, or the one a saved ``@odata.nextLink`` names; with the link to the page
-        after it (None: that was the last). A reader that outlives one run keeps the link and resumes there."""
+        after it (None: that was the last). A reader that outlives one run keeps the link and resumes there.
+        Pages come in the primary key's order (``$orderby`` says so, as Dataverse pages anyway): the links of a
+        page are then one run of the store's keys (:mod:`shared.store.link_keys`)."""
         info = self.entity(entity)
         prefer = self._prefer(page_size, True)
         if next_link:
             page = self._get_json(next_link, prefer=prefer)
         else:
-            page = self._get_json(info.entity_set_name, params=_query_params(info, select, filter), prefer=prefer)
+            params = {**_query_params(info, select, filter), "$orderby": info.primary_id_attribute}
+            page = self._get_json(info.entity_set_name, params=params, prefer=prefer)
         paginator = NextLinkPaginator()
         paginator.update_state(page)
         rows = page.get("value") or []

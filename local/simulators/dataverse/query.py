@@ -11,13 +11,14 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 
 from local.simulators.dataverse import errors
+from local.simulators.dataverse.key_order import sql_key
 from local.simulators.dataverse.odata import FilterError, parse_filter, parse_orderby, sort_rows
 from local.simulators.dataverse.present import present, select_list
 from local.simulators.dataverse.rows import Caller, Organisation
@@ -86,8 +87,14 @@ def query(org: Organisation, request: httpx.Request, table: Table, caller: Calle
         raise errors.query_syntax(str(exc)) from None
     check_names(table, names)
     check_names(table, [name for name, _ in order])
+    by_key = not order or order == [(table.primary_id, False)]
+    by_ids = _BY_IDS.fullmatch((params.get("$filter") or "").strip()) is not None
+    if by_key and not by_ids and "$top" not in params and params.get("$count", "").lower() != "true":
+        return _keyed_page(org, table, params, predicate, base, select, caller, prefer)
     rows: list[Mapping[str, Any]] = [r for r in _candidates(org, table, params.get("$filter")) if predicate(r)]
-    if order:
+    if by_key:
+        rows.sort(key=lambda row: sql_key(str(row[table.primary_id])))
+    else:
         rows = sort_rows(rows, order)
     if "$top" in params:
         try:
@@ -106,5 +113,42 @@ def query(org: Organisation, request: httpx.Request, table: Table, caller: Calle
     if offset + prefer.max_page_size < len(rows):
         following = {k: v for k, v in params.items() if k != "$skiptoken"}
         following["$skiptoken"] = encode_cursor(offset + prefer.max_page_size, snapshot)
+        body["@odata.nextLink"] = link(base, table, following)
+    return json_response(200, body, prefer.applied_annotations())
+
+
+def _keyed_page(
+    org: Organisation,
+    table: Table,
+    params: Mapping[str, str],
+    predicate: Callable[[Mapping[str, Any]], bool],
+    base: str,
+    select: list[str] | None,
+    caller: Caller,
+    prefer: Prefer,
+) -> httpx.Response:
+    """A page in primary-key order, as Dataverse pages without ``$orderby`` (or with it on the primary key): the
+    rows after the last id of the previous page (its paging cookie holds that id; so does this ``$skiptoken``),
+    found by a seek in the table's key order, so a page costs the same at any table size and a row created
+    meanwhile is met in its place, never twice."""
+    cursor = decode_cursor(params.get("$skiptoken"))
+    after = cursor.get("k")
+    order = org.ordered(table)
+    rows = org.rows(table)
+    page: list[Mapping[str, Any]] = []
+    at = order.after(str(after) if after is not None else None)
+    while at < len(order.ids) and len(page) <= prefer.max_page_size:
+        row = rows.get(order.ids[at])
+        at += 1
+        if row is not None and predicate(row):
+            page.append(row)
+    body: dict[str, Any] = {"@odata.context": context_url(base, table, select)}
+    shown = page[: prefer.max_page_size]
+    body["value"] = [present(org, table, r, select, caller, prefer.annotations) for r in shown]
+    if len(page) > prefer.max_page_size:
+        following = {k: v for k, v in params.items() if k != "$skiptoken"}
+        last = str(shown[-1][table.primary_id])
+        token = {"k": last, "s": int(cursor.get("s", org.state.version))}
+        following["$skiptoken"] = base64.urlsafe_b64encode(json.dumps(token).encode()).decode().rstrip("=")
         body["@odata.nextLink"] = link(base, table, following)
     return json_response(200, body, prefer.applied_annotations())

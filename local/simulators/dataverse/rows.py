@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from local.simulators.dataverse import errors
+from local.simulators.dataverse.key_order import KeyOrder
 from local.simulators.dataverse.schema import Column, Table, metadata_id
 from local.simulators.dataverse.validation import (
     check_required,
@@ -66,6 +67,7 @@ class Organisation:
     lock: threading.RLock = field(init=False, default_factory=threading.RLock)
     grants: dict[str, dict[str, tuple[bool, bool, bool]]] = field(init=False, default_factory=dict)
     read_denied: dict[str, set[str]] = field(init=False, default_factory=dict)  # user -> tables its roles cannot read
+    orders: dict[str, KeyOrder] = field(init=False, default_factory=dict)  # table -> its ids in primary-key order
 
     def __post_init__(self) -> None:
         names = list(self.tables)
@@ -78,6 +80,13 @@ class Organisation:
 
     def rows(self, table: Table) -> dict[str, dict[str, Any]]:
         return self.state.rows.setdefault(table.logical_name, {})
+
+    def ordered(self, table: Table) -> KeyOrder:
+        """The table's ids in primary-key order (SQL Server's), kept in step with every create and delete."""
+        order = self.orders.get(table.logical_name)
+        if order is None:
+            order = self.orders[table.logical_name] = KeyOrder.of(list(self.rows(table)))
+        return order
 
     def row(self, table: Table, record_id: str) -> dict[str, Any] | None:
         return self.rows(table).get(record_id)
@@ -124,16 +133,22 @@ class Organisation:
 
     def restore(self, state: State) -> None:
         self.state = state
+        self.orders.clear()
 
     # --- writes ------------------------------------------------------------------------------------------------
 
     def _commit(self, table: Table, row_id: str, row: dict[str, Any] | None, kind: str) -> None:
         state = self.state
         state.version += 1
+        order = self.orders.get(table.logical_name)
         if row is None:
             self.rows(table).pop(row_id, None)
             state.versions.setdefault(table.logical_name, {}).pop(row_id, None)
+            if order is not None:
+                order.remove(row_id)
         else:
+            if order is not None and row_id not in self.rows(table):
+                order.add(row_id)
             self.rows(table)[row_id] = row
             state.versions.setdefault(table.logical_name, {})[row_id] = state.version
         state.log.setdefault(table.logical_name, []).append((state.version, row_id, kind))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +115,46 @@ def test_query_page_and_annotations_shape(api: Api) -> None:
     ).json()
     assert_same_shape(_fixture("query_formatted_values.json"), annotated)
     assert annotated["value"][0]["revenue@OData.Community.Display.V1.FormattedValue"] == "$150,000.00"
+
+
+SQL_ORDER = (10, 11, 12, 13, 14, 15, 8, 9, 6, 7, 4, 5, 0, 1, 2, 3)  # System.Data.SqlTypes.SqlGuid over ToByteArray
+
+
+def _all_pages(api: Api, url: str, size: int, between: Any = None) -> list[str]:
+    ids: list[str] = []
+    while url:
+        page = api.get(url, Prefer=f"odata.maxpagesize={size}").json()
+        ids += [row["contactid"] for row in page["value"]]
+        url = page.get("@odata.nextLink", "")
+        if between is not None and url:
+            between(ids)
+            between = None
+    return ids
+
+
+def test_pages_come_in_sql_server_uniqueidentifier_order_and_a_row_created_meanwhile_once() -> None:
+    """Dataverse pages by primary key (its paging cookie names the page's last ``contactid``), a SQL Server
+    uniqueidentifier: compared last group first, then the fourth, the third's and second's bytes swapped, the
+    first's reversed -- as the recorded cookie shows (first ``9A9A1F6A-...`` before last ``9C9A1F6A-...``)."""
+    api = Api()
+    rnd = random.Random(3)
+    ids = [
+        api.sim.seed("contact", {"lastname": "x"}, record_id=str(uuid.UUID(int=rnd.getrandbits(128))))
+        for _ in range(57)
+    ]
+    expected = sorted(ids, key=lambda i: bytes(uuid.UUID(i).bytes_le[b] for b in SQL_ORDER))
+    assert expected != sorted(ids)  # not the text's order
+    assert _all_pages(api, "contacts?$select=lastname", 10) == expected
+    assert _all_pages(api, "contacts?$select=lastname&$orderby=contactid", 7) == expected
+
+    early, late = "00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"
+    seen = _all_pages(
+        api,
+        "contacts?$select=lastname",
+        10,
+        between=lambda _: [api.sim.seed("contact", {"lastname": "new"}, record_id=rid) for rid in (early, late)],
+    )
+    assert seen == [*expected, late]  # the one created behind the cursor is not met; the one ahead, once
 
 
 def test_change_tracking_shapes(api: Api) -> None:
