@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -36,7 +37,6 @@ import httpx
 from bench._quicksync_live import LiveEdits, percentile
 from bench.quicksync import CountingRows
 from local.loopback import free_port
-from shared.store.base import BATCH_LIMIT, LINKS, Write
 from shared.store.model import Link
 from shared.store.sqlite import sqlite_store
 
@@ -85,23 +85,25 @@ def seed(sims: dict[str, str], n: int, state: str) -> None:
         http.post(f"{sims['MARKETO_BASE_URL']}/_simulator/webhooks", json={"enabled": False}).raise_for_status()
     store = sqlite_store(state)
     now = datetime.now(UTC)
-    for start in range(0, n, BATCH_LIMIT):
-        writes = [
-            Write("insert", ID.format(i=i), store._link_doc(Link("contact", ID.format(i=i), str(first + i)), now))
-            for i in range(start, min(start + BATCH_LIMIT, n))
-        ]
-        store.rows.write_many(LINKS, "contact", writes)
+    store.links.insert_many(
+        "contact", (Link("contact", ID.format(i=i), str(first + i), synced_at=now) for i in range(n))
+    )
+
+
+BACKFILL = ContextVar("backfill", default=False)
+"""True in the main thread (which fires the Quick Sync timer) and in what it hands to pools: the backfill's side."""
 
 
 class MainThreadRows(CountingRows):
-    """Counts the store requests of the main thread only: the backfill's, not the live sync's."""
+    """Counts the store requests of the main thread only (and of the pools working for it): the backfill's, not
+    the live sync's."""
 
     def _count(self, verb: str, requests: int = 1, written: int = 0) -> None:
-        if threading.current_thread() is threading.main_thread():
+        if BACKFILL.get():
             super()._count(verb, requests, written)
 
     def get_many(self, table: str, pk: str, rks: Iterable[str]) -> Any:
-        if threading.current_thread() is threading.main_thread():
+        if BACKFILL.get():
             return super().get_many(table, pk, rks)
         return self.inner.get_many(table, pk, rks)
 
@@ -120,7 +122,7 @@ def product(sims: dict[str, str], state: str, port: int, conn: Connection) -> No
     import function_app  # noqa: PLC0415 - the product, in its own process
     from local.stack import LocalStack  # noqa: PLC0415
 
-    main = threading.main_thread()
+    BACKFILL.set(True)  # this thread's context; the host's threads start with their own
     backfill: Counter[str] = Counter()
     arrivals: dict[str, float] = {}
     lock = threading.Lock()
@@ -128,7 +130,7 @@ def product(sims: dict[str, str], state: str, port: int, conn: Connection) -> No
     def probe(request: httpx.Request) -> None:
         now = time.time()
         marketo = request.url.port == httpx.URL(sims["MARKETO_BASE_URL"]).port
-        if threading.current_thread() is main and "identity" not in request.url.path:
+        if BACKFILL.get() and "identity" not in request.url.path:
             path = re.sub(r"/\d+(?=[./])", "/{id}", request.url.path)
             backfill[f"{'marketo' if marketo else 'dataverse'} {request.method} {path}"] += 1
         elif marketo and request.method == "POST":

@@ -29,7 +29,7 @@ from typing import Any
 
 from local.simulators.dataverse.schema import Column
 from local.stack import LocalStack
-from shared.store.base import BATCH_LIMIT, LINKS, Rows, Write
+from shared.store.base import BATCH_LIMIT, Rows, Write
 from shared.store.model import Link
 
 FIELD = {"dynamics": "new_tier", "marketo": "tier", "create_marketo_field": True}
@@ -114,14 +114,9 @@ def seed_linked(stack: LocalStack, count: int, column: str, value: Any, entity: 
             reason="seed",
         )
         mk.leads.notes.clear()
-    store = stack.services.store
     now = datetime.now(UTC)
-    for start in range(0, count, BATCH_LIMIT):
-        writes = [
-            Write("insert", rid, store._link_doc(Link(entity, rid, str(result["id"])), now))
-            for rid, result in zip(ids[start : start + BATCH_LIMIT], created[start : start + BATCH_LIMIT], strict=True)
-        ]
-        store.rows.write_many(LINKS, entity, writes)
+    links = (Link(entity, rid, str(result["id"]), synced_at=now) for rid, result in zip(ids, created, strict=True))
+    stack.services.store.links.insert_many(entity, links)
     return ids
 
 

@@ -8,7 +8,7 @@ from http import HTTPStatus
 import azure.functions as func
 
 from functions.http import answers_errors, json_answer
-from functions.jobs import run_jobs, start_now
+from functions.jobs import move_links, run_jobs, start_now
 from shared.pipeline import fields
 from shared.pipeline.catalogue import ColumnCache, entity_catalogue
 from shared.pipeline.quicksync.start import rerun_quick_sync
@@ -91,5 +91,8 @@ def quick_sync_again(req: func.HttpRequest) -> func.HttpResponse:
 @bp.timer_trigger(arg_name="timer", schedule="%QUICK_SYNC_SCHEDULE%", run_on_startup=False)
 @traced_timer
 def quick_sync(timer: func.TimerRequest) -> None:
-    """The safety net: every queued or running job, whatever nudge was lost; also resumes runs cut short."""
-    run_jobs(services(), "timer")
+    """The safety net: every queued or running job, whatever nudge was lost; also resumes runs cut short. First,
+    links still in the store's previous layout are moved (a share of the run's time, until none is left)."""
+    svc = services()
+    move_links(svc)
+    run_jobs(svc, "timer")

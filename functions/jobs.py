@@ -4,17 +4,20 @@ Sync timer as the safety net), the jobs endpoints and the force resync."""
 from __future__ import annotations
 
 import logging
+import time
 from http import HTTPStatus
 
 import azure.functions as func
 
 from functions.http import answers_errors, json_answer
+from shared.errors import SyncError
 from shared.pipeline.quicksync.jobs import QuickSyncJob
 from shared.pipeline.quicksync.nudge import nudge, nudged_job
 from shared.pipeline.quicksync.resync import PACE, start_resync
 from shared.pipeline.quicksync.start import job_view, jobs_view
 from shared.pipeline.quicksync.timer import RunReport, run_limits, run_quick_sync
 from shared.services import Services, services
+from shared.store.link_layout import LayoutReport, move_legacy_links
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -44,6 +47,23 @@ def run_jobs(svc: Services, why: str) -> RunReport:
     if report.paced or report.out_of_time:
         nudge(svc.queue, svc.settings.quick_sync_queue, "continue", now=svc.clock(), delay=PACE)
     return report
+
+
+LINK_MOVE_SHARE = 0.25
+"""The share of a Quick Sync timer run's time budget that moving legacy links may take (shared.store.link_layout)."""
+
+
+def move_links(svc: Services) -> LayoutReport | None:
+    """Move links still in the layout before this one, within a share of the run's budget; a store that fails
+    here fails the jobs' run too, which reports it (None here: nothing moved this time)."""
+    budget = run_limits(svc.settings).budget_seconds * LINK_MOVE_SHARE
+    started = time.monotonic()
+    entities = ["lead", "contact", *(e.entity for e in svc.live_mapping.current().entities)]
+    try:
+        return move_legacy_links(svc.store, entities, out_of_time=lambda: time.monotonic() - started >= budget)
+    except SyncError as exc:
+        log.warning("links: moving them to the current layout stopped (%s); the next run goes on", exc)
+        return None
 
 
 def start_now(svc: Services, job: QuickSyncJob) -> None:

@@ -3,7 +3,7 @@ records Marketo no longer holds as the sync last sent them, and how long a full 
 
 Marketo reports no edit of a company, opportunity, sales person or custom object (its activity feeds cover
 persons), so the sweep (:mod:`shared.pipeline.verify`) reads those objects back, a page of links at a time, and
-compares them with their baselines (what Dynamics last sent). The walk goes entity by entity, in Dynamics id order
+compares them with their baselines (what Dynamics last sent). The walk goes entity by entity, in the store's order
 inside each, and wraps around at the end: every linked record is visited once per cycle, and a cycle of ``P``
 pages takes ``ceil(P / B)`` runs of ``B`` calls.
 """
@@ -28,7 +28,8 @@ _ABSENT: Final = object()
 
 @dataclass(frozen=True, slots=True)
 class Walk:
-    """Where the walk stands: in ``entity``, after the Dynamics id ``after`` ("": at its first link).
+    """Where the walk stands: in ``entity``, after the link at ``after`` (the store's cursor, ``partition/row
+    key``, or a Dynamics id in a walk saved before the store had cursors; "": at its first link).
 
     ``cycles`` counts the full cycles done, ``cycle_started`` is when the current one began (ISO 8601)."""
 
@@ -67,7 +68,7 @@ class Walk:
         return replace(self, entity=first, after="", cycle_started=self.cycle_started or now.isoformat())
 
     def advanced(self, entities: Sequence[str], page: Sequence[str], page_size: int, now: datetime) -> Walk:
-        """After a page of links (their Dynamics ids, in order): on in the entity while pages come full, then on
+        """After a page of links (their cursors, in order): on in the entity while pages come full, then on
         to the next entity; past the last one, a cycle is done and the next starts at the first."""
         if len(page) >= page_size:
             return replace(self, after=page[-1])

@@ -88,7 +88,7 @@ def verify_one_way(
             break  # the budget is spent: the next run starts at this page (pages without links cost nothing)
         try:
             _verify_page(marketo, entity, live, queue, report, stamp=stamp)
-            after = walk.advanced(entities, [k.dynamics_id for k in links], page_size, now())
+            after = walk.advanced(entities, [store.link_cursor(k) for k in links], page_size, now())
         except MissingField as exc:
             log.warning(
                 "verification sweep: %s's Marketo object has no field '%s'; the rest of it waits for the next cycle",

@@ -1,23 +1,20 @@
 """The state store, written once over a five-verb row primitive that each backend implements.
 
-A backend only knows rows: ``(table, partition key, row key) -> JSON document + ETag``. Everything the sync
-means by links, baselines, checkpoints and sync errors lives here, so Azure Table Storage and SQLite cannot
-drift apart in behaviour: one contract test suite runs against both.
-
-Optimistic concurrency: ``insert`` fails if the row exists, ``replace`` fails unless the caller's ETag is the
-current one. Both failures raise :class:`shared.errors.Conflict`; the caller re-reads and decides again.
+A backend only knows rows (:mod:`shared.store.rows`): ``(table, partition key, row key) -> JSON document +
+ETag``. Everything the sync means by links, baselines, checkpoints and sync errors lives here, so Azure Table
+Storage and SQLite cannot drift apart in behaviour: one contract test suite runs against both.
 """
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING
 
 from shared.errors import Conflict
+from shared.store.links import Links, cursor, link_doc
 from shared.store.model import (
     Checkpoint,
     ClaimState,
@@ -28,80 +25,54 @@ from shared.store.model import (
     PersonClaim,
     SyncErrorRecord,
 )
+from shared.store.rows import (
+    BATCH_LIMIT,
+    CHECKPOINTS,
+    CONTROL,
+    DOCUMENTS,
+    ERRORS,
+    HISTORY,
+    LINKS,
+    MAPPING_DOCUMENT,
+    MARKETO_INDEX,
+    PENDING,
+    PERSON_CLAIMS,
+    STATS,
+    TABLES,
+    Row,
+    Rows,
+    Write,
+    dumps,
+)
 
 if TYPE_CHECKING:
     from shared.store.errors import SyncErrors
     from shared.store.pending import PendingMarks
 
-LINKS = "synclinks"
-MARKETO_INDEX = "syncmarketoindex"
-CHECKPOINTS = "synccheckpoints"
-DOCUMENTS = "syncdocuments"
-ERRORS = "syncerrors"
-STATS = "syncstats"
-CONTROL = "synccontrol"
-PENDING = "syncpending"
-HISTORY = "synchistory"  # a record's history, one partition per UTC day (shared/store/history.py)
-MAPPING_DOCUMENT = "mapping"  # the sync mapping, a document with an ETag
-PERSON_CLAIMS = "personclaim"  # CONTROL partition: who creates a Marketo person's lead
-TABLES = (LINKS, MARKETO_INDEX, CHECKPOINTS, DOCUMENTS, ERRORS, STATS, CONTROL, PENDING, HISTORY)
-BATCH_LIMIT = 100
+__all__ = [
+    "BATCH_LIMIT",
+    "CHECKPOINTS",
+    "CONTROL",
+    "DOCUMENTS",
+    "ERRORS",
+    "HISTORY",
+    "LINKS",
+    "MAPPING_DOCUMENT",
+    "MARKETO_INDEX",
+    "PENDING",
+    "PERSON_CLAIMS",
+    "SLOT_MINUTES",
+    "STATS",
+    "TABLES",
+    "Row",
+    "Rows",
+    "StateStore",
+    "Write",
+    "dumps",
+]
+
 SLOT_MINUTES = 5
 """The counters' resolution inside each hour's row (the status view's "last hour" is the last 12 slots)."""
-"""Rows one :meth:`Rows.write_many` request carries (an Azure Table batch transaction holds at most 100)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    pk: str
-    rk: str
-    doc: dict[str, Any]
-    etag: str
-
-
-@dataclass(frozen=True, slots=True)
-class Write:
-    """One row of a :meth:`Rows.write_many`: ``insert`` (must not exist), ``replace`` and ``delete`` (only on
-    ``etag``), ``upsert`` (unconditional)."""
-
-    op: Literal["insert", "replace", "upsert", "delete"]
-    rk: str
-    doc: Mapping[str, Any] | None = None
-    etag: str | None = None
-
-
-class Rows(Protocol):
-    """The primitive a backend provides. Keys are plain strings without '/', '\\', '#' or '?'."""
-
-    def get(self, table: str, pk: str, rk: str) -> Row | None: ...
-
-    def get_many(self, table: str, pk: str, rks: Iterable[str]) -> dict[str, Row]: ...
-
-    def insert(self, table: str, pk: str, rk: str, doc: Mapping[str, Any]) -> str: ...
-
-    def replace(self, table: str, pk: str, rk: str, doc: Mapping[str, Any], etag: str) -> str: ...
-
-    def upsert(self, table: str, pk: str, rk: str, doc: Mapping[str, Any]) -> str: ...
-
-    def query(self, table: str, pk: str | None = None) -> Iterator[Row]: ...
-
-    def query_range(
-        self, table: str, pk: str, ge: str = "", lt: str | None = None, *, limit: int | None = None
-    ) -> Iterator[Row]:
-        """Rows of one partition whose row key is ``>= ge`` and (when given) ``< lt``, in row-key order, at most
-        ``limit`` of them (a prefix query: ``shared.store.history.prefix_range``)."""
-        ...
-
-    def delete(self, table: str, pk: str, rk: str) -> None: ...
-
-    def write_many(self, table: str, pk: str, writes: Sequence[Write]) -> dict[str, str | None]:
-        """Rows of one partition, each row key at most once, in requests of up to :data:`BATCH_LIMIT` rows
-        applied all or nothing (a failed condition raises :class:`Conflict` and that request changes nothing;
-        earlier requests stay applied). Returns each row's new ETag (None for a delete)."""
-        ...
-
-
-REPLACE_ROUNDS = 3  # batch rounds of replace_links that leave the moved rows out before it goes row by row
 
 
 def _now() -> datetime:
@@ -116,7 +87,15 @@ class StateStore:
     """Links and baselines, checkpoints, documents (the mapping), pause state, sync errors and counters."""
 
     def __init__(self, rows: Rows) -> None:
-        self.rows = rows
+        self.links = Links(rows)
+
+    @property
+    def rows(self) -> Rows:
+        return self.links.rows
+
+    @rows.setter
+    def rows(self, rows: Rows) -> None:
+        self.links.rows = rows
 
     @property
     def pending(self) -> PendingMarks:
@@ -125,104 +104,31 @@ class StateStore:
 
         return PendingMarks(self.rows)
 
-    # --- links and baselines ---------------------------------------------------------------------------------
-
-    @staticmethod
-    def _link(entity: str, row: Row) -> Link:
-        doc = row.doc
-        return Link(
-            entity=entity,
-            dynamics_id=row.rk,
-            marketo_id=doc.get("marketo_id"),
-            baseline=dict(doc.get("baseline") or {}),
-            deleted_in_dynamics=bool(doc.get("deleted_in_dynamics")),
-            synced_at=_when(doc.get("synced_at")),
-            followed_by=doc.get("followed_by"),
-            intent=dict(doc.get("intent") or {}),
-            etag=row.etag,
-        )
+    # --- links and baselines (:mod:`shared.store.links`) --------------------------------------------------------
 
     def get_link(self, entity: str, dynamics_id: str) -> Link | None:
-        row = self.rows.get(LINKS, entity, dynamics_id.lower())
-        return self._link(entity, row) if row else None
+        return self.links.get(entity, dynamics_id)
 
     def get_links(self, entity: str, dynamics_ids: Iterable[str]) -> dict[str, Link]:
         """Many links in as few round trips as the backend allows; ids without a link are absent."""
-        found = self.rows.get_many(LINKS, entity, {i.lower() for i in dynamics_ids})
-        return {rk: self._link(entity, row) for rk, row in found.items()}
-
-    @staticmethod
-    def _link_doc(link: Link, synced_at: datetime) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "marketo_id": link.marketo_id,
-            "baseline": link.baseline,
-            "deleted_in_dynamics": link.deleted_in_dynamics,
-            "synced_at": synced_at.isoformat(),
-            "followed_by": link.followed_by,
-        }
-        if link.intent:
-            doc["intent"] = link.intent
-        return doc
+        return self.links.get_many(entity, dynamics_ids)
 
     def replace_links(self, entity: str, links: Sequence[Link]) -> tuple[dict[str, Link], set[str]]:
         """Replace existing links of one entity on their ETags, in batch transactions of up to
-        :data:`BATCH_LIMIT` (a backfill's new baselines, a reconcile's write intents: the Marketo ids do not
-        change, so the index is left alone). A chunk that meets a moved row is sent again without it
-        (:meth:`_replace_unmoved`), still without the index. Returns the saved links by Dynamics id, and the ids whose
+        :data:`BATCH_LIMIT` per partition (a backfill's new baselines, a reconcile's write intents: the Marketo
+        ids do not change, so the index is left alone). Returns the saved links by Dynamics id, and the ids whose
         row had changed meanwhile (not saved: left to the caller)."""
-        saved: dict[str, Link] = {}
-        conflicts: set[str] = set()
-        for start in range(0, len(links), BATCH_LIMIT):
-            chunk = links[start : start + BATCH_LIMIT]
-            docs = {link.dynamics_id.lower(): self._link_doc(link, link.synced_at or _now()) for link in chunk}
-            writes = [
-                Write("replace", link.dynamics_id.lower(), docs[link.dynamics_id.lower()], link.etag) for link in chunk
-            ]
-            etags = self._replace_unmoved(entity, writes, conflicts)
-            for link in chunk:
-                key = link.dynamics_id.lower()
-                if key in etags:
-                    saved[key] = replace(link, dynamics_id=key, etag=etags[key])
-        return saved, conflicts
-
-    def _replace_unmoved(self, entity: str, writes: list[Write], conflicts: set[str]) -> Mapping[str, str | None]:
-        """One batch of link replaces; when a row moved meanwhile (the batch changed nothing), the batch's rows
-        are read again in one request, the moved ones left out (``conflicts``) and the rest sent again -- two
-        requests for a row the live sync saved, not one per row. After :data:`REPLACE_ROUNDS` such rounds (the rows
-        keep moving) the rest go row by row."""
-        for _ in range(REPLACE_ROUNDS):
-            if not writes:
-                return {}
-            try:
-                return self.rows.write_many(LINKS, entity, writes)
-            except Conflict:
-                current = self.rows.get_many(LINKS, entity, [w.rk for w in writes])
-                moved = {w.rk for w in writes if w.rk not in current or current[w.rk].etag != w.etag}
-                conflicts.update(moved)
-                writes = [w for w in writes if w.rk not in moved]
-        etags: dict[str, str | None] = {}
-        for write in writes:
-            assert write.doc is not None  # a replace carries its document
-            try:
-                etags[write.rk] = self.rows.replace(LINKS, entity, write.rk, write.doc, str(write.etag))
-            except Conflict:
-                conflicts.add(write.rk)
-        return etags
+        return self.links.replace_many(entity, links)
 
     def save_link(self, link: Link) -> Link:
         """Create (``etag`` None) or conditionally replace a link; keeps the Marketo-id index in step."""
-        synced_at = link.synced_at or _now()
-        doc = self._link_doc(link, synced_at)
-        key = link.dynamics_id.lower()
-        if link.etag is None:
-            etag = self.rows.insert(LINKS, link.entity, key, doc)
-        else:
-            etag = self.rows.replace(LINKS, link.entity, key, doc, link.etag)
-        if link.marketo_id is not None and link.followed_by is None:
+
+        def index(marketo_id: str, key: str) -> None:
             self.rows.upsert(
-                MARKETO_INDEX, _person_partition(link.entity), str(link.marketo_id), {"entity": link.entity, "id": key}
+                MARKETO_INDEX, _person_partition(link.entity), marketo_id, {"entity": link.entity, "id": key}
             )
-        return replace(link, dynamics_id=key, etag=etag, synced_at=synced_at)
+
+        return self.links.save(link, index)
 
     def find_by_marketo(self, entity: str, marketo_id: str | int) -> Link | None:
         """The link of a Marketo record. For persons this finds the lead *or* contact it currently follows."""
@@ -246,14 +152,22 @@ class StateStore:
         return found
 
     def iter_links(self, entity: str) -> Iterator[Link]:
-        for row in self.rows.query(LINKS, entity):
-            yield self._link(entity, row)
+        return self.links.every(entity)
 
     def links_page(self, entity: str, *, after: str = "", limit: int = 300) -> list[Link]:
-        """Up to ``limit`` links of one entity whose Dynamics id sorts after ``after``, in id order: a walk over
-        every link a page at a time (pass a page's last id to read the next)."""
-        rows = self.rows.query_range(LINKS, entity, ge=after, limit=limit + 1)
-        return [self._link(entity, row) for row in rows if row.rk != after][:limit]
+        """Up to ``limit`` links of one entity after ``after`` (a :meth:`link_cursor`; "": from the first): a walk
+        over every link a page at a time (pass a page's last link's cursor to read the next)."""
+        return self.links.walk(entity, after=after, limit=limit)
+
+    @staticmethod
+    def link_cursor(link: Link) -> str:
+        """Where a :meth:`links_page` walk stands after ``link``."""
+        return cursor(link)
+
+    @staticmethod
+    def link_doc(link: Link, synced_at: datetime) -> dict[str, object]:
+        """A link's row document (seeding a store in bulk)."""
+        return link_doc(link, synced_at)
 
     # --- checkpoints -------------------------------------------------------------------------------------------
 
@@ -447,7 +361,3 @@ class StateStore:
 def _person_partition(entity: str) -> str:
     """Leads and contacts share one Marketo person space: a person follows its lead into the contact."""
     return "person" if entity in ("lead", "contact") else entity
-
-
-def dumps(doc: Mapping[str, Any]) -> str:
-    return json.dumps(doc, separators=(",", ":"), sort_keys=True)

@@ -33,6 +33,9 @@ class Link:
     followed_by: str | None = None  # "contact:<id>" once a lead was qualified and its person follows the contact
     intent: dict[str, Canonical] = field(default_factory=dict)  # writes begun, not yet agreed (shared/core/intent.py)
     etag: str | None = None
+    row: tuple[str, str] | None = field(default=None, compare=False, repr=False)
+    """Where the store holds it, as read: (partition, row key); None for a link not stored yet
+    (:mod:`shared.store.link_keys`)."""
 
 
 @dataclass(frozen=True, slots=True)

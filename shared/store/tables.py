@@ -45,9 +45,10 @@ _OR_LIMIT = 15  # Table service filters allow at most 15 discrete comparisons
 _PAGE = 1000  # the most rows the service returns a page
 READ_WORKERS = 4
 """Filters :meth:`TableRows.get_many` has in flight at once (each a request on the client's connection pool)."""
-RANGE_MIN_KEYS = 500
-"""From this many keys, :meth:`TableRows.get_many` first reads the keys' span as a range while the rows it meets
-are mostly wanted (:data:`DENSE`): a page of 1000 rows instead of 72 filters."""
+RANGE_MIN_KEYS = 100
+"""From this many keys of one partition, :meth:`TableRows.get_many` first reads the keys' span as a range while
+the rows it meets are mostly wanted (:data:`DENSE`): a page of up to 1000 rows instead of 8-72 filters. A Quick Sync
+page's links are such a run (:mod:`shared.store.link_keys`); a live batch's (300 ids over 8 partitions) are not."""
 DENSE = 0.5
 """The share of wanted rows in a range page below which the rest of the keys are read by filters."""
 T = TypeVar("T")

@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from shared.pipeline.quicksync.bulk import RUN, CompactEtags, CompactIds
+from shared.store.link_keys import ordered_key
 
 
 def _guids(rnd: random.Random, n: int) -> list[str]:
@@ -25,15 +26,15 @@ def test_ids_come_back_exactly_and_in_the_stores_key_order(seed: int) -> None:
         kept.append(rid)
     assert len(kept) == len(ids)
     assert [kept[at] for at in range(len(ids))] == ids
-    assert [ids[at] for at in kept.key_order()] == sorted(ids, key=str.lower)
+    assert [ids[at] for at in kept.key_order()] == sorted(ids, key=ordered_key)
 
 
-def test_guids_only_are_ordered_on_their_bytes_as_their_text_sorts() -> None:
+def test_guids_only_are_ordered_on_their_bytes_as_their_row_keys_sort() -> None:
     ids = _guids(random.Random(9), 3 * RUN)
     kept = CompactIds()
     for rid in ids:
         kept.append(rid)
-    assert [ids[at] for at in kept.key_order()] == sorted(ids)
+    assert [ids[at] for at in kept.key_order()] == sorted(ids, key=ordered_key)
     assert list(CompactIds().key_order()) == []
 
 

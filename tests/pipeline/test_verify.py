@@ -14,6 +14,7 @@ from shared.core.policy import Action, Reason, RecordAction, RecordState, decide
 from shared.core.values import Canonical, ConversionError
 from shared.core.verification import PAGE_SIZE, Walk, cycle_minutes, drifted
 from shared.pipeline.verify import CHECKPOINT, VerifyReport, verify_one_way
+from shared.store.link_keys import address
 from tests.stacks import PROMPT_BATCHING, running_stack
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -145,7 +146,12 @@ def _accounts(stack: LocalStack, n: int) -> list[str]:
     assert stack.tenants is not None
     ids = [stack.tenants.user_create("account", name=f"Company {i:02}", numberofemployees=i) for i in range(n)]
     assert stack.drain(15)
-    return sorted(ids)
+    return sorted(ids, key=_cursor)  # the walk's order
+
+
+def _cursor(account_id: str) -> str:
+    at = address("account", account_id)
+    return f"{at.pk}/{at.rk}"
 
 
 def _verify(stack: LocalStack, max_calls: int, page_size: int = PAGE_SIZE) -> VerifyReport:
@@ -205,7 +211,7 @@ def test_the_checkpoint_resumes_across_runs_within_the_call_budget_and_a_cycle_c
     assert _company(stack, last)["company"] == name  # restored from Dynamics
 
     report = _verify(stack, max_calls=1, page_size=2)  # the next cycle starts over at the first page
-    assert (report.checked, report.queued, report.walk.after) == (2, 0, ids[1])
+    assert (report.checked, report.queued, report.walk.after) == (2, 0, _cursor(ids[1]))
     before = _reads(stack)
     assert _verify(stack, max_calls=0).calls == 0  # a budget of 0: the sweep is off
     assert _reads(stack) == before

@@ -6,6 +6,8 @@ The same reads and writes run on SQLite too: the answers must not depend on the 
 from __future__ import annotations
 
 import os
+import random
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +17,8 @@ from azure.data.tables import TableEntity, TableServiceClient
 
 from shared.errors import Conflict
 from shared.store.base import BATCH_LIMIT, LINKS, PENDING, StateStore, Write
+from shared.store.link_keys import SHARDS, ordered_key
+from shared.store.model import Link
 from shared.store.sqlite import sqlite_store
 from shared.store.table_transactions import MAX_BODY_BYTES, chunks, operation
 from shared.store.tables import RANGE_MIN_KEYS, TableRows, _read_dense, table_store
@@ -147,3 +151,26 @@ def test_an_empty_page_of_a_range_read_is_read_past_not_taken_for_its_end() -> N
     found.clear()
     assert _read_dense(sparse, "contact", keys, found) == keys[1:]  # type: ignore[arg-type]
     assert found["k0"].etag == "e-k0"
+
+
+@pytest.mark.azurite
+def test_a_page_of_links_in_dataverse_order_is_read_as_one_range_per_shard_and_a_live_batch_by_filters(
+    counted: StateStore, requests: Requests
+) -> None:
+    rnd = random.Random(5)
+    ids = [str(uuid.UUID(int=rnd.getrandbits(128), version=4)) for _ in range(4000)]
+    counted.links.insert_many("contact", [Link("contact", rid, str(i)) for i, rid in enumerate(ids)])
+    page = sorted(ids, key=ordered_key)[1500:2500]  # a Dataverse page: consecutive in primary-key order
+    counted.links.legacy_left("contact")  # (asked once a minute; not this read's cost)
+    requests.sent.clear()
+    found = counted.get_links("contact", page)
+    assert sorted(found) == sorted(page)
+    assert all(found[rid].marketo_id == str(ids.index(rid)) for rid in page[:50])
+    if _on_tables(counted):
+        assert requests.sent["GET"] <= SHARDS, requests.sent  # 1000 links: one range page per shard
+    live = random.Random(6).sample(ids, 300)  # a live batch: ids from anywhere
+    requests.sent.clear()
+    assert sorted(counted.get_links("contact", live)) == sorted(live)
+    if _on_tables(counted):
+        # ~38 ids a shard, below RANGE_MIN_KEYS: filters of 14 (never a range page of unwanted rows)
+        assert requests.sent["GET"] <= SHARDS * 4, requests.sent

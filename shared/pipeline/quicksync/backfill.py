@@ -45,7 +45,7 @@ from shared.store.model import TO_MARKETO, Link, SyncErrorRecord
 SETTLE_ROUNDS = 2  # re-pushes of records whose link the live sync saved while this page was in flight
 GROUP_MAX_RECORDS = 200_000  # records of one bulk group: bounds memory (~65 bytes each), and the time one run
 # holds the group; 1M records are 5 groups of one import file each
-SAVE_CHUNK = 1200  # links re-read (and their baselines saved) at a time once a group is imported: a multiple of
+SAVE_CHUNK = 4800  # links re-read (and their baselines saved) at a time once a group is imported: a multiple of
 # 300, so the sync calls of a group written the ordinary way are full
 
 Row = tuple[Link, Any, Any]  # the link, the canonical value (its new baseline), the Marketo wire value
@@ -66,9 +66,9 @@ class PageOutcome:
 
 
 def _key_order(group: ImportGroup) -> Iterator[array[int]]:
-    """The group's places in the order of their link keys, :data:`SAVE_CHUNK` at a time. Dataverse pages come in
-    its own GUID order, not the keys' text order: read in key order, each chunk of links is one dense run of keys,
-    which Table Storage reads as a range in a few pages instead of a filter per 14 keys."""
+    """The group's places in the order of their link keys, :data:`SAVE_CHUNK` at a time: each chunk of links is
+    one dense run of keys in each partition, which Table Storage reads as a range instead of a filter per 14 keys
+    (a group's pages are in that order already, but its records may be re-read in any)."""
     chunk = array("q")
     for at in group.dynamics_ids.key_order():
         chunk.append(at)

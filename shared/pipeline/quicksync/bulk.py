@@ -24,6 +24,7 @@ from shared.marketo.bulk import ImportFileBuilder
 from shared.marketo.client import MarketoClient
 from shared.marketo.models import ImportState, ImportStatus
 from shared.pipeline.quicksync.jobs import QuickSyncJob
+from shared.store.link_keys import dynamics_id_of, ordered_key
 from shared.store.model import Link
 
 MAX_OPEN_JOBS = 2
@@ -46,11 +47,12 @@ RUN = 8192  # places sorted at a time as a group fills (see CompactIds)
 
 
 def _guid_bytes(rid: str) -> bytes | None:
-    """A GUID in Dataverse's spelling (``8-4-4-4-12`` lower-case hex) as its 16 bytes; None for anything else."""
+    """A GUID in Dataverse's spelling (``8-4-4-4-12`` lower-case hex) as its 16 bytes in the order of its link's
+    row key (:func:`shared.store.link_keys.ordered_key`); None for anything else."""
     if len(rid) != 36 or rid[8] != "-" or rid[13] != "-" or rid[18] != "-" or rid[23] != "-" or rid != rid.lower():
         return None
     try:
-        packed = bytes.fromhex(rid.replace("-", ""))
+        packed = bytes.fromhex(ordered_key(rid))
     except ValueError:
         return None
     return packed if len(packed) == GUID_BYTES else None
@@ -58,8 +60,8 @@ def _guid_bytes(rid: str) -> bytes | None:
 
 class CompactIds:
     """Dynamics ids kept as 16 bytes each when they are GUIDs in Dataverse's own spelling (lower case, hyphens:
-    the text comes back exactly), any other spelling kept as it came. Their key order (the store's: lower-case
-    text, which a GUID's bytes sort as) is kept as sorted runs of :data:`RUN` places, sorted as each run fills
+    the text comes back exactly), any other spelling kept as it came. Their key order (the store's row keys,
+    :func:`~shared.store.link_keys.ordered_key`, which the bytes are kept in) is kept as sorted runs of :data:`RUN` places, sorted as each run fills
     and merged when asked: a 1M group's order costs 8 bytes a record, never a list of them all."""
 
     def __init__(self) -> None:
@@ -86,12 +88,11 @@ class CompactIds:
         other = self._other.get(at)
         if other is not None:
             return other
-        h = self._guids[at * GUID_BYTES : (at + 1) * GUID_BYTES].hex()
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        return dynamics_id_of(self._guids[at * GUID_BYTES : (at + 1) * GUID_BYTES].hex())
 
     def _key(self, at: int) -> bytes | str:
         if self._other:
-            return self[at].lower()
+            return ordered_key(self[at])
         return bytes(self._guids[at * GUID_BYTES : (at + 1) * GUID_BYTES])
 
     def _close_run(self) -> None:
@@ -100,11 +101,11 @@ class CompactIds:
         self._runs.append(self._count)
 
     def key_order(self) -> Iterator[int]:
-        """Every place, in the order of the ids' lower-case text."""
+        """Every place, in the order of the ids' row keys."""
         if self._count > self._runs[-1]:
             self._close_run()
-        # Runs closed before an id of another spelling came hold GUIDs only: their bytes order is their text order,
-        # so one merge on the text holds for every run.
+        # Runs closed before an id of another spelling came hold GUIDs only: their bytes order is their keys' text
+        # order, so one merge on the keys holds for every run.
         bounds = list(zip(self._runs, self._runs[1:], strict=False))
         yield from heapq.merge(*(self._run(a, b) for a, b in bounds), key=self._key)
 
