@@ -1,4 +1,4 @@
-"""What a partition's size costs Azurite: the evidence for splitting an entity's links over several partitions.
+"""What a partition's size costs Azurite: the evidence for spreading each entity's links over partitions.
 
     python -m bench._azurite_partitions [--rows 5000,20000,40000] [--partitions 1,32]
 

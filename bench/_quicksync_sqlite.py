@@ -173,7 +173,7 @@ def product(sims: dict[str, str], state: str, port: int, conn: Connection) -> No
         stack.services.store.rows = counting.inner
         figures = {
             "elapsed": elapsed, "runs": runs, "peak_mb": peak_rss_mb(), "backfill": dict(backfill),
-            "store": dict(counting.requests), "written": counting.written, "table_reads": counting.table_reads,
+            "store": dict(counting.requests), "written": counting.written,
             "done": job.get("records_done"), "failed": job.get("records_failed"),
         }  # fmt: skip
         conn.send(("done", figures))
