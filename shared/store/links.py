@@ -83,7 +83,7 @@ def to_link(entity: str, row: Row) -> Link:
     doc = row.doc
     return Link(
         entity=entity,
-        dynamics_id=dynamics_id_of(row.rk),
+        dynamics_id=row.rk if row.pk == entity else dynamics_id_of(row.rk),  # a legacy row's key is the id
         marketo_id=doc.get("marketo_id"),
         baseline=dict(doc.get("baseline") or {}),
         deleted_in_dynamics=bool(doc.get("deleted_in_dynamics")),

@@ -312,3 +312,16 @@ def test_a_link_moved_between_the_two_reads_is_still_found(store: StateStore, ma
 def _plain(rows: Any) -> StateStore:
     """A store over the same rows, unhooked."""
     return StateStore(rows)
+
+
+def test_a_legacy_id_that_looks_like_a_row_key_comes_back_as_it_was(store: StateStore) -> None:
+    odd = "0123456789abcdef0123456789abcdef"  # not a GUID, but 32 hex digits: the shape of a current row key
+    store.rows.write_many(LINKS, "contact", [Write("insert", odd, link_doc(Link("contact", odd, "5"), AT))])
+    link = store.get_link("contact", odd)
+    assert link is not None
+    assert link.dynamics_id == odd
+    assert [k.dynamics_id for k in store.iter_links("contact")] == [odd]
+    move_legacy_links(store, ["contact"], out_of_time=_never)
+    moved = store.get_link("contact", odd)
+    assert moved is not None
+    assert (moved.dynamics_id, is_legacy(moved)) == (odd, False)
