@@ -297,18 +297,12 @@ class Links:
         batch's rows are read again in one request, the moved ones left out (``conflicts``, by row key) and the
         rest sent again -- two requests for a row the live sync saved, not one per row. After
         :data:`REPLACE_ROUNDS` such rounds (the rows keep moving) the rest go row by row."""
-        for _ in range(REPLACE_ROUNDS):
-            if not writes:
-                return {}
-            try:
-                return self.rows.write_many(LINKS, pk, writes)
-            except Conflict:
-                current = self.rows.get_many(LINKS, pk, [w.rk for w in writes])
-                moved = {w.rk for w in writes if w.rk not in current or current[w.rk].etag != w.etag}
-                conflicts.update(moved)
-                writes = [w for w in writes if w.rk not in moved]
-        etags: dict[str, str | None] = {}
-        for write in writes:
+
+        def moved(current: Mapping[str, Row]) -> set[str]:
+            return {w.rk for w in writes if w.rk not in current or current[w.rk].etag != w.etag}
+
+        etags, rest = self._send_leaving_out(pk, writes, moved, conflicts)
+        for write in rest:
             assert write.doc is not None  # a replace carries its document
             try:
                 etags[write.rk] = self.rows.replace(LINKS, pk, write.rk, write.doc, str(write.etag))
@@ -316,37 +310,56 @@ class Links:
                 conflicts.add(write.rk)
         return etags
 
+    def _send_leaving_out(
+        self, pk: str, writes: list[Write], refused: Callable[[Mapping[str, Row]], set[str]], out: set[str]
+    ) -> tuple[dict[str, str | None], list[Write]]:
+        """Send one batch; when it is refused (a row changed meanwhile: the batch changed nothing), read its rows
+        again in one request, leave out the keys ``refused`` names from what it read (into ``out``), and send the
+        rest again, :data:`REPLACE_ROUNDS` times at most. Returns the ETags written, and what is still unsent."""
+        for _ in range(REPLACE_ROUNDS):
+            if not writes:
+                return {}, []
+            try:
+                return dict(self.rows.write_many(LINKS, pk, writes)), []
+            except Conflict:
+                left_out = refused(self.rows.get_many(LINKS, pk, [w.rk for w in writes]))
+                out.update(left_out)
+                writes = [w for w in writes if w.rk not in left_out]
+        return {}, writes
+
     def move(self, entity: str, moves: Sequence[Move]) -> tuple[dict[str, str], set[str]]:
-        """Legacy rows to their addresses: each new row inserted (batch transactions per partition), then the
-        legacy rows deleted on their ETags. Returns the new rows' ETags by id, and the ids that had been moved
-        already (their new row is the one that counts; the caller re-reads). Either way the legacy row goes."""
+        """Legacy rows to their addresses: each new row inserted (batch transactions per partition, the
+        partitions at once), then the legacy rows deleted on their ETags. Returns the new rows' ETags by id, and
+        the ids that had been moved already (their new row is the one that counts; the caller re-reads). Either
+        way the legacy row goes."""
         moved: dict[str, str] = {}
         taken: set[str] = set()
         parts: dict[str, list[Write]] = defaultdict(list)
         for item in moves:
             at = address(entity, item.dynamics_id)
             parts[at.pk].append(Write("insert", at.rk, item.doc))
-        for pk, writes in parts.items():
-            for start in range(0, len(writes), BATCH_LIMIT):
-                chunk = writes[start : start + BATCH_LIMIT]
-                for rk, etag in self._insert_new(pk, chunk, taken).items():
-                    moved[dynamics_id_of(rk)] = str(etag)
+        for inserted, present in self._each_part(parts, self._insert_part):
+            moved.update({dynamics_id_of(rk): str(etag) for rk, etag in inserted.items()})
+            taken.update(present)
         gone = {dynamics_id_of(rk) for rk in taken}
         self._delete_legacy(entity, moves, moved)
         return moved, gone
 
-    def _insert_new(self, pk: str, writes: list[Write], taken: set[str]) -> Mapping[str, str | None]:
-        """Insert a batch of rows; rows that exist already (moved meanwhile) are left out (``taken``)."""
-        for _ in range(REPLACE_ROUNDS):
-            if not writes:
-                return {}
-            try:
-                return self.rows.write_many(LINKS, pk, writes)
-            except Conflict:
-                present = self.rows.get_many(LINKS, pk, [w.rk for w in writes])
-                taken.update(present)
-                writes = [w for w in writes if w.rk not in present]
-        return {}  # pragma: no cover - a key that is absent when read and present when inserted, three times over
+    def _insert_part(self, pk: str, writes: list[Write]) -> tuple[dict[str, str | None], set[str]]:
+        """Insert one partition's rows in batches; rows that exist already (moved meanwhile) are left out and
+        named (second of the pair)."""
+        etags: dict[str, str | None] = {}
+        taken: set[str] = set()
+        for start in range(0, len(writes), BATCH_LIMIT):
+            chunk = writes[start : start + BATCH_LIMIT]
+            sent, rest = self._send_leaving_out(pk, chunk, set, taken)  # the keys already there
+            etags.update(sent)
+            for write in rest:  # absent when read, present when inserted, round after round: one by one
+                try:
+                    etags[write.rk] = self.rows.insert(LINKS, pk, write.rk, dict(write.doc or {}))
+                except Conflict:
+                    taken.add(write.rk)
+        return etags, taken
 
     def _delete_legacy(self, entity: str, moves: Sequence[Move], moved: Mapping[str, str]) -> None:
         """Delete the moved rows' legacy rows on their ETags. One that changed meanwhile was written by a writer of
