@@ -40,7 +40,15 @@ def decode_cursor(token: str | None) -> dict[str, Any]:
 
 
 def encode_cursor(offset: int, snapshot: int, since: int | None = None) -> str:
-    cursor = {"o": offset, "s": snapshot} | ({"d": since} if since is not None else {})
+    return _encode({"o": offset, "s": snapshot} | ({"d": since} if since is not None else {}))
+
+
+def encode_key_cursor(last_id: str, snapshot: int) -> str:
+    """A page's ``$skiptoken`` in primary-key order: the last id of the page (what Dataverse's paging cookie holds)."""
+    return _encode({"k": last_id, "s": snapshot})
+
+
+def _encode(cursor: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(cursor).encode()).decode().rstrip("=")
 
 
@@ -148,7 +156,6 @@ def _keyed_page(
     if len(page) > prefer.max_page_size:
         following = {k: v for k, v in params.items() if k != "$skiptoken"}
         last = str(shown[-1][table.primary_id])
-        token = {"k": last, "s": int(cursor.get("s", org.state.version))}
-        following["$skiptoken"] = base64.urlsafe_b64encode(json.dumps(token).encode()).decode().rstrip("=")
+        following["$skiptoken"] = encode_key_cursor(last, int(cursor.get("s", org.state.version)))
         body["@odata.nextLink"] = link(base, table, following)
     return json_response(200, body, prefer.applied_annotations())
