@@ -43,9 +43,15 @@ def ordered_key(dynamics_id: str) -> str:
     """The row key: a GUID's bytes in SQL Server's comparison order as hex (a text order that is Dataverse's page
     order); any other id, :data:`_OTHER` and the id in lower case (tests and hand-made ids; they sort apart)."""
     text = dynamics_id.lower()
-    if not _GUID.fullmatch(text):
-        return _OTHER + text
-    g1, g2, g3, g4, g5 = text.split("-")
+    return guid_key(text) or _OTHER + text
+
+
+def guid_key(dynamics_id: str) -> str | None:
+    """:func:`ordered_key` of a GUID in Dataverse's spelling (``8-4-4-4-12`` lower-case hex); None for any other
+    spelling."""
+    if not _GUID.fullmatch(dynamics_id):
+        return None
+    g1, g2, g3, g4, g5 = dynamics_id.split("-")
     # Guid.ToByteArray: g1, g2 and g3 little-endian, g4 and g5 as written; compared as bytes 10-15, 8-9, 6-7,
     # 4-5, 0-3 -- g5, g4, g3's bytes swapped, g2's swapped, g1's reversed.
     return g5 + g4 + g3[2:] + g3[:2] + g2[2:] + g2[:2] + g1[6:] + g1[4:6] + g1[2:4] + g1[:2]

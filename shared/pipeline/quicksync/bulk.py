@@ -24,7 +24,7 @@ from shared.marketo.bulk import ImportFileBuilder
 from shared.marketo.client import MarketoClient
 from shared.marketo.models import ImportState, ImportStatus
 from shared.pipeline.quicksync.jobs import QuickSyncJob
-from shared.store.link_keys import dynamics_id_of, ordered_key
+from shared.store.link_keys import dynamics_id_of, guid_key, ordered_key
 from shared.store.model import Link
 
 MAX_OPEN_JOBS = 2
@@ -49,20 +49,16 @@ RUN = 8192  # places sorted at a time as a group fills (see CompactIds)
 def _guid_bytes(rid: str) -> bytes | None:
     """A GUID in Dataverse's spelling (``8-4-4-4-12`` lower-case hex) as its 16 bytes in the order of its link's
     row key (:func:`shared.store.link_keys.ordered_key`); None for anything else."""
-    if len(rid) != 36 or rid[8] != "-" or rid[13] != "-" or rid[18] != "-" or rid[23] != "-" or rid != rid.lower():
-        return None
-    try:
-        packed = bytes.fromhex(ordered_key(rid))
-    except ValueError:
-        return None
-    return packed if len(packed) == GUID_BYTES else None
+    key = guid_key(rid)
+    return bytes.fromhex(key) if key is not None else None
 
 
 class CompactIds:
     """Dynamics ids kept as 16 bytes each when they are GUIDs in Dataverse's own spelling (lower case, hyphens:
     the text comes back exactly), any other spelling kept as it came. Their key order (the store's row keys,
-    :func:`~shared.store.link_keys.ordered_key`, which the bytes are kept in) is kept as sorted runs of :data:`RUN` places, sorted as each run fills
-    and merged when asked: a 1M group's order costs 8 bytes a record, never a list of them all."""
+    :func:`~shared.store.link_keys.ordered_key`, which the bytes are kept in) is kept as sorted runs of
+    :data:`RUN` places, sorted as each run fills and merged when asked: a 1M group's order costs 8 bytes a record,
+    never a list of them all."""
 
     def __init__(self) -> None:
         self._guids = bytearray()
